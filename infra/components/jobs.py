@@ -1,0 +1,107 @@
+"""A region's long-running Bacalhau jobs, declared as Pulumi resources."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from infra.bacalhau.provider import BacalhauJob, BacalhauJobArgs
+from infra.bacalhau.templates import render_job_file
+
+JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
+
+
+@dataclass(frozen=True)
+class RegionJobsArgs:
+    region: str
+    env: str
+    orchestrator_endpoint: pulumi.Input[str]
+    bucket: pulumi.Input[str]
+    archive_prefix: str
+    s3_endpoint: pulumi.Input[str]
+    s3_region: str
+    opensearch_url: pulumi.Input[str]
+    agent_image: pulumi.Input[str]
+    logstash_image: pulumi.Input[str]
+    aggregate_duration: int
+    generator_enabled: bool
+    log_rate: float
+    api_key: pulumi.Input[str] | None = None
+    # The canary region's RegionJobs (or its jobs): this region's job updates wait for them.
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    jobs_dir: Path = JOBS_DIR
+
+
+class RegionJobs(pulumi.ComponentResource):
+    """The Bacalhau jobs of one region. Creates:
+
+    - ``{name}-logstash``: the log shipper daemon job, on every node labelled ``region=<region>``;
+    - ``{name}-compactor``: the archive compactor service job (Count 1) in the region;
+    - ``{name}-generate-logs``: the demo log generator daemon job, only when enabled.
+    """
+
+    def __init__(
+        self, name: str, args: RegionJobsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("bacalhau-logs:index:RegionJobs", name, None, opts)
+        self._name = name
+        self._args = args
+        self.logstash = self._job("logstash", "logstash.yaml")
+        self.compactor = self._job("compactor", "compactor.yaml")
+        self.generator = (
+            self._job("generate-logs", "generate-logs.yaml") if args.generator_enabled else None
+        )
+        self.jobs: dict[str, BacalhauJob] = {"logstash": self.logstash, "compactor": self.compactor}
+        if self.generator is not None:
+            self.jobs["generate-logs"] = self.generator
+        self.register_outputs(
+            {
+                "job_ids": {kind: job.job_id for kind, job in self.jobs.items()},
+                "versions": {kind: job.version for kind, job in self.jobs.items()},
+            }
+        )
+
+    def _job(self, suffix: str, file_name: str) -> BacalhauJob:
+        path = self._args.jobs_dir / file_name
+        spec = pulumi.Output.all(**self._template_values()).apply(
+            lambda values: render_job_file(path, values)
+        )
+        return BacalhauJob(
+            f"{self._name}-{suffix}",
+            BacalhauJobArgs(
+                endpoint=self._args.orchestrator_endpoint, spec=spec, api_key=self._args.api_key
+            ),
+            pulumi.ResourceOptions(parent=self, depends_on=list(self._args.depends_on)),
+        )
+
+    def _template_values(self) -> dict[str, Any]:
+        args = self._args
+        return {
+            "region": args.region,
+            "env": args.env,
+            "bucket": args.bucket,
+            "archive_prefix": args.archive_prefix,
+            "s3_endpoint": args.s3_endpoint,
+            "s3_region": args.s3_region,
+            "opensearch_url": args.opensearch_url,
+            "agent_image": args.agent_image,
+            "logstash_image": args.logstash_image,
+            "aggregate_duration": args.aggregate_duration,
+            "log_rate": args.log_rate,
+        }
+
+
+def canary_dependencies(regions: Sequence[str], canary: str | None) -> Mapping[str, list[str]]:
+    """For each region, the regions whose jobs must be updated first: with a canary, every other
+    region waits for it; without one, all regions roll out together."""
+    if canary is not None and canary not in regions:
+        raise ValueError(
+            f"canary region '{canary}' is not one of the regions: {', '.join(regions)}"
+        )
+    return {
+        region: [canary] if canary is not None and region != canary else [] for region in regions
+    }
