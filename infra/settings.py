@@ -136,7 +136,7 @@ class VersionSettings(StrictModel):
 
 
 class Settings(StrictModel):
-    """Everything a stack deploys, validated. Components take this (or parts of it), never config."""
+    """Everything a stack deploys, validated; components take this (or parts), never config."""
 
     project: str = PROJECT
     stack: str

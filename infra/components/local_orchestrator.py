@@ -1,0 +1,96 @@
+"""A self-hosted Bacalhau orchestrator container for the local stack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from infra import nodeconfig
+from infra.components.local_common import (
+    LocalContext,
+    attach,
+    container_labels,
+    loopback_ports,
+)
+from infra.naming import stack_prefix
+from infra.versions import bacalhau_image
+
+CONFIG_PATH = "/etc/bacalhau/config.yaml"
+
+
+@dataclass(frozen=True)
+class LocalOrchestratorArgs:
+    context: LocalContext
+    bacalhau_version: str
+    api_port: int = nodeconfig.API_PORT
+    nats_port: int = nodeconfig.NATS_PORT
+
+
+class LocalOrchestrator(pulumi.ComponentResource):
+    """Creates: a generated node token, the pinned Bacalhau image, and the orchestrator container.
+
+    The API and NATS ports are published on 127.0.0.1; compute nodes reach NATS over the stack
+    network at ``internal_nats_url``.
+    """
+
+    api_url: pulumi.Output[str]
+    nats_url: pulumi.Output[str]
+    internal_nats_url: pulumi.Output[str]
+    token: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: LocalOrchestratorArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("bacalhau-logs:local:Orchestrator", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        context = args.context
+        hostname = f"{stack_prefix(context.project, context.stack)}-orchestrator"
+
+        # Nodes join with this token; generated so no literal ever sits in code or stack files.
+        token = random.RandomPassword(f"{name}-token", length=40, special=False, opts=child)
+        image = docker.RemoteImage(
+            f"{name}-image",
+            name=bacalhau_image(args.bacalhau_version),
+            keep_locally=True,
+            opts=child,
+        )
+        config = token.result.apply(
+            lambda value: nodeconfig.to_yaml(
+                nodeconfig.orchestrator_config(
+                    token=value, labels={"role": "orchestrator", "env": context.stack}
+                )
+            )
+        )
+        self.container = docker.Container(
+            f"{name}-container",
+            name=hostname,
+            hostname=hostname,
+            image=image.image_id,
+            command=["serve", "--config", CONFIG_PATH],
+            uploads=[
+                docker.ContainerUploadArgs(file=CONFIG_PATH, content=pulumi.Output.secret(config))
+            ],
+            ports=loopback_ports(
+                {nodeconfig.API_PORT: args.api_port, nodeconfig.NATS_PORT: args.nats_port}
+            ),
+            networks_advanced=attach(context, [hostname, "orchestrator"]),
+            labels=container_labels(context, role="orchestrator"),
+            restart="unless-stopped",
+            opts=child,
+        )
+        self.api_url = pulumi.Output.from_input(f"http://127.0.0.1:{args.api_port}")
+        self.nats_url = pulumi.Output.from_input(f"nats://127.0.0.1:{args.nats_port}")
+        self.internal_nats_url = pulumi.Output.from_input(
+            f"nats://{hostname}:{nodeconfig.NATS_PORT}"
+        )
+        self.token = pulumi.Output.secret(token.result)
+        self.register_outputs(
+            {
+                "api_url": self.api_url,
+                "nats_url": self.nats_url,
+                "internal_nats_url": self.internal_nats_url,
+            }
+        )

@@ -1,0 +1,111 @@
+"""The compute nodes of one simulated region: Bacalhau docker-in-docker containers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from infra import nodeconfig
+from infra.components.local_common import LocalContext, attach, container_labels
+from infra.components.local_registry import IN_NETWORK_REGISTRY
+from infra.naming import node_name
+from infra.versions import bacalhau_image
+
+CONFIG_PATH = "/etc/bacalhau/config.yaml"
+# The nodes' inner Docker daemons pull the stack's images from the plain-HTTP registry on the
+# private stack network, so they must be told to trust exactly that one.
+DAEMON_JSON = json.dumps({"insecure-registries": [IN_NETWORK_REGISTRY]})
+
+
+@dataclass(frozen=True)
+class LocalRegionArgs:
+    context: LocalContext
+    region: str
+    nodes: int
+    bacalhau_version: str
+    orchestrator_nats_url: pulumi.Input[str]
+    token: pulumi.Input[str]
+    s3_access_key: pulumi.Input[str]
+    s3_secret_key: pulumi.Input[str]
+
+
+class LocalRegion(pulumi.ComponentResource):
+    """Creates, per node: a state volume, a log volume, and a privileged Bacalhau dind container
+    labelled ``region=<region>`` and ``env=<stack>`` that joins the orchestrator with the token.
+
+    Node config allow-lists only the log and state directories for jobs to mount; S3 credentials
+    reach jobs as node environment variables that jobs reference by name, never in job specs.
+    """
+
+    node_names: list[str]
+
+    def __init__(
+        self, name: str, args: LocalRegionArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("bacalhau-logs:local:Region", name, None, opts)
+        context = args.context
+        labels = {"region": args.region, "env": context.stack}
+        image = docker.RemoteImage(
+            f"{name}-image",
+            name=bacalhau_image(args.bacalhau_version, dind=True),
+            keep_locally=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        config = pulumi.Output.all(args.orchestrator_nats_url, args.token).apply(
+            lambda values: nodeconfig.to_yaml(
+                nodeconfig.compute_config(
+                    orchestrators=[values[0]], token=values[1], labels=labels, require_tls=False
+                )
+            )
+        )
+        self.node_names = []
+        for index in range(1, args.nodes + 1):
+            hostname = node_name(context.project, context.stack, args.region, index)
+            self._node(f"{name}-node-{index}", hostname, args, image, pulumi.Output.secret(config))
+            self.node_names.append(hostname)
+        self.register_outputs({"node_names": self.node_names})
+
+    def _node(
+        self,
+        name: str,
+        hostname: str,
+        args: LocalRegionArgs,
+        image: docker.RemoteImage,
+        config: pulumi.Output[str],
+    ) -> docker.Container:
+        child = pulumi.ResourceOptions(parent=self)
+        # Logs and shipper state live on volumes so a node restart loses neither.
+        volumes = {
+            path: docker.Volume(f"{name}-{suffix}", name=f"{hostname}-{suffix}", opts=child)
+            for path, suffix in ((nodeconfig.LOG_DIR, "logs"), (nodeconfig.STATE_DIR, "state"))
+        }
+        return docker.Container(
+            name,
+            name=hostname,
+            hostname=hostname,
+            image=image.image_id,
+            privileged=True,  # docker-in-docker needs it; the container has no published ports
+            command=["serve", "--config", CONFIG_PATH],
+            uploads=[
+                docker.ContainerUploadArgs(file=CONFIG_PATH, content=config),
+                docker.ContainerUploadArgs(file="/etc/docker/daemon.json", content=DAEMON_JSON),
+            ],
+            # Explicitly secret: these must stay encrypted in state whatever their source.
+            envs=pulumi.Output.secret(
+                pulumi.Output.all(
+                    pulumi.Output.concat("LOGS_S3_ACCESS_KEY_ID=", args.s3_access_key),
+                    pulumi.Output.concat("LOGS_S3_SECRET_ACCESS_KEY=", args.s3_secret_key),
+                )
+            ),
+            volumes=[
+                docker.ContainerVolumeArgs(volume_name=volume.name, container_path=path)
+                for path, volume in volumes.items()
+            ],
+            networks_advanced=attach(args.context, [hostname]),
+            labels=container_labels(args.context, role="compute", region=args.region),
+            restart="unless-stopped",
+            opts=child,
+        )

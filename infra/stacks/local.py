@@ -1,0 +1,94 @@
+"""The local (Docker) backend: the whole log system on one machine, no cloud account needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+
+from infra.components.local_common import LocalContext
+from infra.components.local_orchestrator import LocalOrchestrator, LocalOrchestratorArgs
+from infra.components.local_region import LocalRegion, LocalRegionArgs
+from infra.components.local_registry import BuiltImage, LocalRegistry, LocalRegistryArgs
+from infra.components.local_search import LocalSearch, LocalSearchArgs
+from infra.components.local_storage import LocalStorage, LocalStorageArgs
+from infra.naming import stack_prefix
+from infra.paths import AGENT_DIR, LOGSTASH_DIR
+from infra.settings import OrchestratorMode, Secrets, Settings
+
+IMAGES = (
+    BuiltImage("agent", context=AGENT_DIR.parent, dockerfile=AGENT_DIR / "Dockerfile"),
+    BuiltImage("logstash", context=LOGSTASH_DIR, dockerfile=LOGSTASH_DIR / "Dockerfile"),
+)
+
+
+def declare_local(settings: Settings, secrets: Secrets) -> dict[str, Any]:
+    """Declare every resource of a ``backend: docker`` stack; answer the stack outputs."""
+    prefix = stack_prefix(settings.project, settings.stack)
+    network = docker.Network(
+        "network",
+        name=f"{prefix}-net",
+        driver="bridge",
+        labels=[docker.NetworkLabelArgs(label="env", value=settings.stack)],
+    )
+    context = LocalContext(settings.project, settings.stack, network.name)
+
+    api_url: pulumi.Input[str]
+    nats_url: pulumi.Input[str]
+    node_nats_url: pulumi.Input[str]
+    token: pulumi.Input[str]
+    if settings.orchestrator.mode is OrchestratorMode.SELF_HOSTED:
+        orchestrator = LocalOrchestrator(
+            "orchestrator", LocalOrchestratorArgs(context, settings.versions.bacalhau)
+        )
+        api_url, nats_url = orchestrator.api_url, orchestrator.nats_url
+        node_nats_url, token = orchestrator.internal_nats_url, orchestrator.token
+    else:
+        # Settings validation guarantees both URLs and the token exist in external mode.
+        assert settings.orchestrator.api_url and settings.orchestrator.nats_url
+        assert secrets.orchestrator_token is not None
+        api_url = settings.orchestrator.api_url
+        nats_url = node_nats_url = settings.orchestrator.nats_url
+        token = secrets.orchestrator_token
+
+    storage = LocalStorage(
+        "storage",
+        LocalStorageArgs(
+            context,
+            regions=settings.region_names,
+            destroy_with_stack=settings.archive.destroy_with_stack,
+        ),
+    )
+    search = LocalSearch("search", LocalSearchArgs(context))
+    registry = LocalRegistry(
+        "registry", LocalRegistryArgs(context, images=IMAGES, tag=settings.stack)
+    )
+    regions = {
+        region.name: LocalRegion(
+            f"region-{region.name}",
+            LocalRegionArgs(
+                context,
+                region=region.name,
+                nodes=region.nodes,
+                bacalhau_version=settings.versions.bacalhau,
+                orchestrator_nats_url=node_nats_url,
+                token=token,
+                s3_access_key=storage.access_key,
+                s3_secret_key=storage.secret_key,
+            ),
+        )
+        for region in settings.regions
+    }
+    return {
+        "backend": settings.backend.value,
+        "orchestratorApiUrl": api_url,
+        "orchestratorNatsUrl": nats_url,
+        "s3Endpoint": storage.endpoint,
+        "minioConsoleUrl": storage.console_url,
+        "buckets": storage.buckets,
+        "opensearchUrl": search.url,
+        "dashboardsUrl": search.dashboards_url,
+        "images": registry.references,
+        "nodes": {name: region.node_names for name, region in regions.items()},
+    }
