@@ -80,7 +80,9 @@ class FakeOrchestrator:
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> FakeOrchestrator:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        server = self._server
+        # A short poll interval keeps shutdown, and so every test using the stand-in, fast.
+        threading.Thread(target=lambda: server.serve_forever(0.02), daemon=True).start()
         return self
 
     def __exit__(self, *_: object) -> None:

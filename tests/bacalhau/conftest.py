@@ -1,0 +1,99 @@
+"""Fixtures for the Bacalhau job resource tests: the API spec and a running stand-in orchestrator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.bacalhau.provider import BacalhauJobProvider
+from tests.support.fake_orchestrator import FakeOrchestrator
+from tests.support.swagger import SwaggerSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+JOBS_DIR = REPO_ROOT / "jobs"
+SAMPLE_VALUES = {
+    "region": "eu-1",
+    "env": "dev",
+    "bucket": "bacalhau-logs-dev-eu-1-archive",
+    "archive_prefix": "logs/",
+    "s3_endpoint": "http://storage:9000",
+    "s3_region": "us-east-1",
+    "opensearch_url": "http://opensearch:9200",
+    "agent_image": "registry:5000/agent@sha256:" + "a" * 64,
+    "logstash_image": "registry:5000/logstash@sha256:" + "b" * 64,
+    "aggregate_duration": 60,
+    "log_rate": 20.0,
+    "date": "2025-01",
+    "since": "2025-01-10T00:00:00",
+    "until": "2025-01-20T00:00:00",
+}
+
+
+@pytest.fixture(scope="session")
+def swagger_path() -> Path:
+    return REPO_ROOT.parent / "shared" / "reference" / "bacalhau" / "swagger-v1.9.3.json"
+
+
+@pytest.fixture(scope="session")
+def swagger_or_none(swagger_path: Path) -> SwaggerSpec | None:
+    return SwaggerSpec(swagger_path) if swagger_path.exists() else None
+
+
+@pytest.fixture(scope="session")
+def swagger(swagger_or_none: SwaggerSpec | None, swagger_path: Path) -> SwaggerSpec:
+    if swagger_or_none is None:
+        pytest.skip(f"Bacalhau API spec not found at {swagger_path}; spec checks skipped")
+    return swagger_or_none
+
+
+@pytest.fixture
+def orchestrator(swagger_or_none: SwaggerSpec | None) -> Iterator[FakeOrchestrator]:
+    """A stand-in orchestrator; when the API spec is present, every request must conform."""
+    with FakeOrchestrator(swagger=swagger_or_none) as fake:
+        yield fake
+    assert fake.spec_violations == []
+
+
+@pytest.fixture
+def provider() -> BacalhauJobProvider:
+    return BacalhauJobProvider(retry_budget=2.0)
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BACALHAU_API_KEY", raising=False)
+
+
+JobFactory = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def sample_values() -> dict[str, object]:
+    return dict(SAMPLE_VALUES)
+
+
+@pytest.fixture
+def make_job() -> JobFactory:
+    """A minimal valid daemon job; keyword arguments replace top-level fields."""
+    return _daemon_job
+
+
+def _daemon_job(name: str = "dev-eu-1-logstash", **changes: Any) -> dict[str, Any]:
+    job: dict[str, Any] = {
+        "Name": name,
+        "Type": "daemon",
+        "Constraints": [{"Key": "region", "Operator": "=", "Values": ["eu-1"]}],
+        "Tasks": [
+            {
+                "Name": "main",
+                "Engine": {"Type": "docker", "Params": {"Image": "logstash:1"}},
+                "Network": {"Type": "Host"},
+                "Resources": {"CPU": "1", "Memory": "1GB"},
+            }
+        ],
+    }
+    job.update(changes)
+    return job
