@@ -46,12 +46,17 @@ def compute_config(
     token: str,
     labels: Mapping[str, str],
     require_tls: bool,
+    tls_ca_cert: str | None = None,
 ) -> dict[str, Any]:
     """A compute-only node that joins ``orchestrators`` with ``token``.
 
     Jobs may mount only the log and state directories, read-write because the demo generator
-    writes logs and the shipper keeps its queue there.
+    writes logs and the shipper keeps its queue there. ``tls_ca_cert`` is the path of a CA file
+    to trust for a self-signed orchestrator; public CAs need none.
     """
+    tls: dict[str, Any] = {"RequireTLS": require_tls}
+    if tls_ca_cert:
+        tls["CACert"] = tls_ca_cert
     return {
         "DataDir": BACALHAU_DATA_DIR,
         "NameProvider": "hostname",
@@ -62,7 +67,7 @@ def compute_config(
             "Enabled": True,
             "Orchestrators": list(orchestrators),
             "Auth": {"Token": token},
-            "TLS": {"RequireTLS": require_tls},
+            "TLS": tls,
             "AllowListedLocalPaths": [f"{LOG_DIR}:rw", f"{STATE_DIR}:rw"],
             "Env": {"AllowList": list(NODE_ENV_ALLOW_LIST)},
         },
@@ -76,8 +81,12 @@ def orchestrator_config(
     labels: Mapping[str, str],
     tls_cert_file: str | None = None,
     tls_key_file: str | None = None,
+    api_tls: bool = False,
 ) -> dict[str, Any]:
-    """An orchestrator-only node; compute nodes must present ``token`` to join."""
+    """An orchestrator-only node; compute nodes must present ``token`` to join.
+
+    ``api_tls`` serves the API over HTTPS with the same certificate as NATS.
+    """
     orchestrator: dict[str, Any] = {
         "Enabled": True,
         "Host": "0.0.0.0",
@@ -86,12 +95,15 @@ def orchestrator_config(
     }
     if tls_cert_file and tls_key_file:
         orchestrator["TLS"] = {"ServerCert": tls_cert_file, "ServerKey": tls_key_file}
+    api: dict[str, Any] = {"Host": "0.0.0.0", "Port": API_PORT}
+    if api_tls and tls_cert_file and tls_key_file:
+        api["TLS"] = {"CertFile": tls_cert_file, "KeyFile": tls_key_file}
     return {
         "DataDir": BACALHAU_DATA_DIR,
         "NameProvider": "hostname",
         "DisableAnalytics": True,
         "Labels": dict(labels),
-        "API": {"Host": "0.0.0.0", "Port": API_PORT},
+        "API": api,
         "Orchestrator": orchestrator,
         "Compute": {"Enabled": False},
         "Logging": {"Level": "info", "Mode": "json"},
