@@ -35,6 +35,9 @@ class Declared:
 class StackRun:
     resources: list[Declared] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    # Resource options by resource name, seen by a stack transformation (mocks never see them).
+    retained: dict[str, bool] = field(default_factory=dict)
+    parents: dict[str, str | None] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Declared]:
         return [r for r in self.resources if r.type == type_]
@@ -81,10 +84,11 @@ def run_program(config: Mapping[str, Any], stack: str = "dev") -> StackRun:
     run = StackRun()
     pulumi.runtime.set_mocks(RecordingMocks(run), project=PROJECT, stack=stack, preview=False)
     flat = {
-        key: value if isinstance(value, str) else json.dumps(value)
-        for key, value in config.items()
+        key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()
     }
-    secret_keys = [key for key, value in config.items() if isinstance(value, dict) and "secure" in value]
+    secret_keys = [
+        key for key, value in config.items() if isinstance(value, dict) and "secure" in value
+    ]
     pulumi.runtime.set_all_config(flat, secret_keys)
 
     exported: dict[str, Any] = {}
@@ -92,8 +96,19 @@ def run_program(config: Mapping[str, Any], stack: str = "dev") -> StackRun:
     def record_export(name: str, value: Any) -> None:
         exported[name] = value
 
+    def record_options(
+        args: pulumi.ResourceTransformationArgs,
+    ) -> pulumi.ResourceTransformationResult | None:
+        run.retained[args.name] = bool(args.opts.retain_on_delete)
+        parent = args.opts.parent
+        run.parents[args.name] = (
+            parent.pulumi_resource_name if isinstance(parent, pulumi.Resource) else None
+        )
+        return None
+
     @pulumi.runtime.test
     def declare() -> pulumi.Output[Any]:
+        pulumi.runtime.register_stack_transformation(record_options)
         original = pulumi.export
         pulumi.export = record_export  # type: ignore[assignment]
         try:

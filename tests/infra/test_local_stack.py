@@ -1,0 +1,199 @@
+"""What the local (Docker) backend declares, and the invariants it must keep."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+import pytest
+import yaml
+from stack_harness import REPO, StackRun, is_secret, run_program, stack_config
+
+CONTAINER = "docker:index/container:Container"
+BUCKET = "aws:s3/bucket:Bucket"
+REGIONS_3 = [
+    {"name": "us-east-1", "nodes": 2},
+    {"name": "eu-west-1", "nodes": 1},
+    {"name": "ap-south-1", "nodes": 3},
+]
+
+
+def local_config(regions: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"bacalhau-logs:backend": "docker", "bacalhau-logs:regions": regions, **extra}
+
+
+@pytest.fixture(scope="module")
+def dev() -> StackRun:
+    return run_program(stack_config(REPO / "Pulumi.dev.yaml"), stack="dev")
+
+
+@pytest.fixture(scope="module", params=[1, 3], ids=["1-region", "3-region"])
+def variant(request: pytest.FixtureRequest) -> tuple[list[dict[str, Any]], StackRun]:
+    regions = REGIONS_3[: request.param]
+    return regions, run_program(local_config(regions), stack="test")
+
+
+def unwrap(value: Any) -> Any:
+    return value["value"] if is_secret(value) else value
+
+
+def compute_nodes(run: StackRun) -> list[Any]:
+    return [c for c in run.of_type(CONTAINER) if c.inputs["name"].rsplit("-", 2)[-2] == "node"]
+
+
+def labels(container: Any) -> dict[str, str]:
+    return {item["label"]: item["value"] for item in container.inputs.get("labels", [])}
+
+
+def test_dev_inventory(dev: StackRun) -> None:
+    kinds = Counter(resource.type for resource in dev.resources)
+    assert kinds["bacalhau-logs:local:Orchestrator"] == 1
+    assert kinds["bacalhau-logs:local:Storage"] == 1
+    assert kinds["bacalhau-logs:local:Search"] == 1
+    assert kinds["bacalhau-logs:local:Registry"] == 1
+    assert kinds["bacalhau-logs:local:Region"] == 2
+    assert kinds[BUCKET] == 2
+    assert kinds["docker:index/network:Network"] == 1
+    # orchestrator, minio, opensearch, dashboards, registry + 3 compute nodes
+    assert kinds[CONTAINER] == 8
+    assert len(compute_nodes(dev)) == 3
+    assert kinds["docker:index/image:Image"] == 2
+
+
+def test_dev_outputs(dev: StackRun) -> None:
+    outputs = dev.outputs
+    assert outputs["orchestratorApiUrl"] == "http://127.0.0.1:1234"
+    assert outputs["orchestratorNatsUrl"] == "nats://127.0.0.1:4222"
+    assert outputs["s3Endpoint"] == "http://127.0.0.1:9000"
+    assert outputs["opensearchUrl"] == "http://127.0.0.1:9200"
+    assert outputs["dashboardsUrl"] == "http://127.0.0.1:5601"
+    assert outputs["buckets"] == {
+        "us-east-1": "bacalhau-logs-dev-us-east-1-archive",
+        "eu-west-1": "bacalhau-logs-dev-eu-west-1-archive",
+    }
+    for reference in outputs["images"].values():
+        assert re.match(r"^registry:5000/bacalhau-logs/\w+@sha256:[0-9a-f]{64}$", reference)
+
+
+def test_per_region_layout(variant: tuple[list[dict[str, Any]], StackRun]) -> None:
+    regions, run = variant
+    nodes = compute_nodes(run)
+    per_region = Counter(labels(node)["region"] for node in nodes)
+    assert per_region == {region["name"]: region["nodes"] for region in regions}
+    buckets = {bucket.inputs["bucket"] for bucket in run.of_type(BUCKET)}
+    assert buckets == {f"bacalhau-logs-test-{region['name']}-archive" for region in regions}
+    assert set(run.outputs["nodes"]) == {region["name"] for region in regions}
+
+
+def test_compute_nodes_join_with_the_token_and_labels(variant: tuple[Any, StackRun]) -> None:
+    _, run = variant
+    for node in compute_nodes(run):
+        assert node.inputs["privileged"] is True
+        assert "ports" not in node.inputs, "compute nodes publish no ports"
+        node_labels = labels(node)
+        assert node_labels["env"] == "test"
+        uploads = unwrap(node.inputs["uploads"])
+        config = yaml.safe_load(
+            next(u for u in uploads if u["file"].endswith("config.yaml"))["content"]
+        )
+        assert config["Labels"] == {"region": node_labels["region"], "env": "test"}
+        assert config["Compute"]["Orchestrators"] == ["nats://bacalhau-logs-test-orchestrator:4222"]
+        assert len(config["Compute"]["Auth"]["Token"]) == 40
+        assert config["Compute"]["AllowListedLocalPaths"] == [
+            "/var/log/bacalhau-logs:rw",
+            "/var/lib/bacalhau-logs:rw",
+        ]
+
+
+def test_orchestrator_and_nodes_share_one_generated_token(dev: StackRun) -> None:
+    orchestrator = dev.named("orchestrator-container")
+    config = yaml.safe_load(unwrap(orchestrator.inputs["uploads"])[0]["content"])
+    node_config = yaml.safe_load(unwrap(compute_nodes(dev)[0].inputs["uploads"])[0]["content"])
+    assert config["Orchestrator"]["Auth"]["Token"] == node_config["Compute"]["Auth"]["Token"]
+    assert dev.named("orchestrator-token").inputs["special"] is False
+
+
+def test_every_published_port_binds_loopback_only(variant: tuple[Any, StackRun]) -> None:
+    _, run = variant
+    published = [port for c in run.of_type(CONTAINER) for port in c.inputs.get("ports", [])]
+    assert published, "the stack publishes its endpoints"
+    assert {port["ip"] for port in published} == {"127.0.0.1"}
+
+
+def test_every_image_is_pinned(dev: StackRun) -> None:
+    pulled = [image.inputs["name"] for image in dev.of_type("docker:index/remoteImage:RemoteImage")]
+    built = [image.inputs["imageName"] for image in dev.of_type("docker:index/image:Image")]
+    for reference in pulled + built:
+        name, _, tag = reference.rpartition(":")
+        assert name and tag and "/" not in tag, f"{reference} has no tag"
+        assert tag != "latest", f"{reference} is not pinned"
+    assert "ghcr.io/bacalhau-project/bacalhau:v1.9.3-dind" in pulled
+    assert "ghcr.io/bacalhau-project/bacalhau:v1.9.3" in pulled
+
+
+def test_credentials_only_travel_as_secrets(dev: StackRun) -> None:
+    for node in compute_nodes(dev):
+        assert is_secret(node.inputs["envs"])
+        assert is_secret(node.inputs["uploads"])
+    assert is_secret(dev.named("storage-container").inputs["envs"])
+    assert is_secret(dev.named("orchestrator-container").inputs["uploads"])
+    provider = dev.named("storage-s3")
+    assert is_secret(provider.inputs["accessKey"]) and is_secret(provider.inputs["secretKey"])
+
+
+def test_archives_survive_destroy_by_default(dev: StackRun) -> None:
+    for bucket in dev.of_type(BUCKET):
+        assert dev.retained[bucket.name] is True
+        assert bucket.inputs["forceDestroy"] is False
+    assert dev.retained["storage-data"] is True
+
+
+def test_archives_removed_only_when_the_stack_opts_in() -> None:
+    run = run_program(
+        local_config(REGIONS_3[:1], **{"bacalhau-logs:archive": {"destroyWithStack": True}})
+    )
+    (bucket,) = run.of_type(BUCKET)
+    assert run.retained[bucket.name] is False
+    assert bucket.inputs["forceDestroy"] is True
+
+
+def test_children_are_parented_to_their_components(dev: StackRun) -> None:
+    assert dev.parents["orchestrator-container"] == "orchestrator"
+    assert dev.parents["storage-us-east-1"] == "storage"
+    assert dev.parents["region-eu-west-1-node-1"] == "region-eu-west-1"
+    assert dev.parents["search-dashboards"] == "search"
+
+
+def test_nodes_trust_only_the_stack_registry(dev: StackRun) -> None:
+    uploads = unwrap(compute_nodes(dev)[0].inputs["uploads"])
+    daemon = next(u for u in uploads if u["file"] == "/etc/docker/daemon.json")
+    assert yaml.safe_load(daemon["content"]) == {"insecure-registries": ["registry:5000"]}
+
+
+def test_external_orchestrator_declares_no_local_orchestrator() -> None:
+    config = local_config(
+        REGIONS_3[:1],
+        **{
+            "bacalhau-logs:orchestrator": {
+                "mode": "external",
+                "natsUrl": "nats://orch.example:4222",
+                "apiUrl": "https://orch.example:1234",
+            },
+            "bacalhau-logs:orchestratorToken": {"secure": "tok"},
+            "bacalhau-logs:orchestratorApiKey": {"secure": "key"},
+        },
+    )
+    run = run_program(config)
+    assert not run.of_type("bacalhau-logs:local:Orchestrator")
+    assert run.outputs["orchestratorApiUrl"] == "https://orch.example:1234"
+    node_config = yaml.safe_load(unwrap(compute_nodes(run)[0].inputs["uploads"])[0]["content"])
+    assert node_config["Compute"]["Orchestrators"] == ["nats://orch.example:4222"]
+
+
+def test_stack_files_hold_no_credential_literals() -> None:
+    for path in REPO.glob("Pulumi*.yaml"):
+        config = yaml.safe_load(path.read_text()).get("config", {}) or {}
+        for key, value in config.items():
+            if re.search(r"(token|password|secret|apikey|api_key|accesskey)", key, re.I):
+                assert isinstance(value, dict) and set(value) == {"secure"}, f"{path.name}:{key}"
