@@ -1,4 +1,4 @@
-"""Fixtures for the Bacalhau job resource tests: the API spec and a running stand-in orchestrator."""
+"""Fixtures for the Bacalhau job tests: the API spec and a running stand-in orchestrator."""
 
 from __future__ import annotations
 

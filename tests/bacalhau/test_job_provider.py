@@ -75,7 +75,9 @@ def test_name_namespace_or_endpoint_change_replaces(provider, orchestrator, make
     assert diff.replaces == [field]
 
 
-def test_unchanged_namespace_none_and_trailing_slash_are_no_change(provider, orchestrator, make_job):
+def test_unchanged_namespace_none_and_trailing_slash_are_no_change(
+    provider, orchestrator, make_job
+):
     job_id, outs = _created(provider, orchestrator, make_job())
     news = _props(orchestrator, make_job(), namespace="")
     news["endpoint"] = orchestrator.url + "/"
@@ -208,9 +210,7 @@ def test_api_key_from_secret_input_is_sent_as_bearer(make_job, swagger_or_none):
         assert "api_key" not in outs
 
 
-def test_api_key_from_environment_serves_refresh_and_delete(
-    make_job, swagger_or_none, monkeypatch
-):
+def test_api_key_from_environment_serves_refresh_and_delete(make_job, swagger_or_none, monkeypatch):
     with FakeOrchestrator(swagger=swagger_or_none, api_key=SECRET) as orchestrator:
         provider = BacalhauJobProvider(retry_budget=1.0)
         result = provider.create(_props(orchestrator, make_job(), api_key=SECRET))

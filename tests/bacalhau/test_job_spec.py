@@ -11,7 +11,11 @@ from tests.bacalhau.conftest import JobFactory
 def test_server_fields_key_order_system_meta_and_unit_case_do_not_differ(make_job: JobFactory):
     declared = make_job(Meta={"owner": "ops"})
     live = {
-        "ID": "j-1", "Version": 3, "Revision": 7, "CreateTime": 1, "ModifyTime": 2,
+        "ID": "j-1",
+        "Version": 3,
+        "Revision": 7,
+        "CreateTime": 1,
+        "ModifyTime": 2,
         "State": {"StateType": "Running"},
         "Meta": {"owner": "ops", "bacalhau.org/requester.id": "node-0"},
         **{k: v for k, v in reversed(list(declared.items())) if k != "Meta"},
@@ -73,7 +77,9 @@ def test_each_bad_input_is_named(make_job: JobFactory, changes: dict, field: str
 def test_two_tasks_and_engine_missing_are_reported_with_the_job_name(make_job: JobFactory):
     two = make_job()
     two["Tasks"] = two["Tasks"] * 2
-    assert validate(two) == ["job 'dev-eu-1-logstash': Tasks: exactly one task is required, found 2"]
+    assert validate(two) == [
+        "job 'dev-eu-1-logstash': Tasks: exactly one task is required, found 2"
+    ]
     no_engine = make_job()
     del no_engine["Tasks"][0]["Engine"]
     assert validate(no_engine) == ["job 'dev-eu-1-logstash': Tasks[0].Engine.Type: required"]
@@ -92,4 +98,6 @@ def test_every_bacalhau_operator_is_accepted(make_job: JobFactory, operator: str
 def test_operators_match_the_api_spec(swagger):
     from infra.bacalhau.spec import CONSTRAINT_OPERATORS
 
-    assert set(swagger.document["definitions"]["selection.Operator"]["enum"]) == CONSTRAINT_OPERATORS
+    assert (
+        set(swagger.document["definitions"]["selection.Operator"]["enum"]) == CONSTRAINT_OPERATORS
+    )

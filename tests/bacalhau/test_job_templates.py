@@ -12,8 +12,20 @@ from tests.bacalhau.conftest import JOBS_DIR
 
 JOB_FILES = sorted(JOBS_DIR.rglob("*.yaml"))
 CONTRACT_VARIABLES = {
-    "region", "env", "bucket", "archive_prefix", "s3_endpoint", "s3_region", "opensearch_url",
-    "agent_image", "logstash_image", "aggregate_duration", "log_rate", "date", "since", "until",
+    "region",
+    "env",
+    "bucket",
+    "archive_prefix",
+    "s3_endpoint",
+    "s3_region",
+    "opensearch_url",
+    "agent_image",
+    "logstash_image",
+    "aggregate_duration",
+    "log_rate",
+    "date",
+    "since",
+    "until",
 }
 
 
@@ -23,8 +35,14 @@ def _id(path: Path) -> str:
 
 def test_all_expected_job_files_exist():
     names = {_id(p) for p in JOB_FILES}
-    ops = {"error-analysis", "content-analysis", "peak-traffic", "security-analysis",
-           "unauthorized-ips", "throttled-ips"}
+    ops = {
+        "error-analysis",
+        "content-analysis",
+        "peak-traffic",
+        "security-analysis",
+        "unauthorized-ips",
+        "throttled-ips",
+    }
     assert {"logstash.yaml", "compactor.yaml", "generate-logs.yaml"} <= names
     assert {f"queries/ops/{q}.yaml" for q in ops} <= names
     assert "queries/batch/top-referring-sites.yaml" in names
@@ -42,8 +60,10 @@ def test_job_file_renders_to_a_valid_job(path: Path, sample_values, swagger):
 @pytest.mark.parametrize("path", JOB_FILES, ids=_id)
 def test_local_sources_only_mount_contract_paths(path: Path, sample_values):
     job = render_job_file(path, sample_values)
-    allowed = {"/var/log/bacalhau-logs": "/app/logs",
-               "/var/lib/bacalhau-logs/logstash": "/usr/share/logstash/data"}
+    allowed = {
+        "/var/log/bacalhau-logs": "/app/logs",
+        "/var/lib/bacalhau-logs/logstash": "/usr/share/logstash/data",
+    }
     for source in job["Tasks"][0].get("InputSources", []):
         assert source["Source"]["Type"] != "localDirectory"
         if source["Source"]["Type"] == "local":
@@ -79,8 +99,11 @@ def test_batch_query_reads_the_region_archive_by_prefix(sample_values):
 
 
 def test_region_jobs_are_constrained_and_networked_as_designed(sample_values):
-    expectations = {"logstash.yaml": ("daemon", "Host"), "compactor.yaml": ("service", "Host"),
-                    "generate-logs.yaml": ("daemon", "None")}
+    expectations = {
+        "logstash.yaml": ("daemon", "Host"),
+        "compactor.yaml": ("service", "Host"),
+        "generate-logs.yaml": ("daemon", "None"),
+    }
     for file_name, (job_type, network) in expectations.items():
         job = render_job_file(JOBS_DIR / file_name, sample_values)
         assert job["Type"] == job_type
