@@ -1,0 +1,113 @@
+"""The archive layout shared by the compactor and the query tool (docs/contracts.md).
+
+<prefix>region=<region>/dt=YYYY-MM-DD/hour=HH/<name>.gz        raw gzip NDJSON
+<prefix>region=<region>/dt=YYYY-MM-DD/hour=HH/compacted.parquet one per hour
+"""
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pyarrow as pa
+
+COMPACTED_NAME = "compacted.parquet"
+RAW_SUFFIX = ".gz"
+# Parquet key-value metadata: the raw basenames the file was built from (the contract) ...
+SOURCES_KEY = "bacalhau_logs.sources"
+# ... and the ones the compactor read but could not decode: not in the file, so readers
+# still read (and report) them, but remembered so an unchanged hour is not rebuilt.
+REJECTED_KEY = "bacalhau_logs.rejected"
+
+EVENT_COLUMNS = (
+    ("remote_addr", pa.string()),
+    ("remote_user", pa.string()),
+    ("time_local", pa.timestamp("s")),
+    ("http_method", pa.string()),
+    ("request", pa.string()),
+    ("http_version", pa.string()),
+    ("status", pa.int32()),
+    ("body_bytes_sent", pa.int64()),
+    ("http_referer", pa.string()),
+    ("http_user_agent", pa.string()),
+)
+EVENT_SCHEMA = pa.schema(EVENT_COLUMNS)
+
+
+@dataclass(frozen=True, order=True)
+class Hour:
+    """One hour partition of the archive."""
+
+    region: str
+    start: datetime
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(hours=1)
+
+    def prefix(self, root: str) -> str:
+        """The key prefix of this hour under `root` (which ends with `/` or is empty)."""
+        return f"{root}region={self.region}/dt={self.start:%Y-%m-%d}/hour={self.start:%H}/"
+
+
+def partition_values(parts: Iterable[str]) -> dict[str, str]:
+    """The `key=value` path segments of a key or path, as a dict."""
+    values: dict[str, str] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if sep and key and value:
+            values[key] = value
+    return values
+
+
+def partition_span(values: Mapping[str, str]) -> tuple[datetime, datetime] | None:
+    """The time span a partition covers from its `dt`/`hour` values, or None if unknown.
+
+    Raises ValueError for a malformed `dt` or `hour`.
+    """
+    if "dt" not in values:
+        return None
+    day = datetime.strptime(values["dt"], "%Y-%m-%d")
+    if "hour" not in values:
+        return day, day + timedelta(days=1)
+    hour = int(values["hour"])
+    if not 0 <= hour < 24:
+        raise ValueError(f"hour out of range: {values['hour']!r}")
+    start = day + timedelta(hours=hour)
+    return start, start + timedelta(hours=1)
+
+
+def parse_hour_key(key: str, root: str) -> tuple[Hour, str] | None:
+    """Split an object key into its hour and basename; None if it is not in the layout."""
+    if not key.startswith(root):
+        return None
+    *dirs, name = key[len(root) :].split("/")
+    values = partition_values(dirs)
+    if len(dirs) != 3 or "region" not in values:
+        return None
+    try:
+        span = partition_span(values)
+    except ValueError:
+        return None
+    if span is None or "hour" not in values:
+        return None
+    return Hour(values["region"], span[0]), name
+
+
+def encode_metadata(sources: Iterable[str], rejected: Mapping[str, str]) -> dict[bytes, bytes]:
+    """Parquet key-value metadata recording what a compacted file was built from."""
+    return {
+        SOURCES_KEY.encode(): json.dumps(sorted(sources)).encode(),
+        REJECTED_KEY.encode(): json.dumps(dict(sorted(rejected.items()))).encode(),
+    }
+
+
+def decode_sources(metadata: Mapping[bytes, bytes] | None) -> list[str]:
+    """The `bacalhau_logs.sources` list from Parquet metadata (empty if absent)."""
+    raw = (metadata or {}).get(SOURCES_KEY.encode())
+    if raw is None:
+        return []
+    sources = json.loads(raw)
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        raise ValueError(f"{SOURCES_KEY} is not a list of names")
+    return sources

@@ -1,0 +1,165 @@
+"""Command line: `python -m agent generate|query|compact` (flags in docs/contracts.md).
+
+Input is validated here, at the boundary; the subcommand modules take typed values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from agent.times import parse_duration, parse_instant
+
+T = TypeVar("T")
+
+
+def _argtype(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """Adapt a parser raising ValueError to argparse's error reporting."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f"must be positive, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    return parse_duration(text).total_seconds()
+
+
+def _add_generate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("generate", help="synthetic access logs (NDJSON)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--count", type=_argtype(_positive_int), help="backfill: events")
+    parser.add_argument("--start", type=_argtype(parse_instant), help="backfill: first time")
+    parser.add_argument("--end", type=_argtype(parse_instant), help="backfill: end (exclusive)")
+    parser.add_argument("--rate", type=_argtype(_positive_float), help="live: events per second")
+    parser.add_argument(
+        "--max-bytes",
+        type=_argtype(_positive_int),
+        default=10 * 1024 * 1024,
+        help="live: rotate before the file exceeds this size (default 10 MiB)",
+    )
+    parser.add_argument(
+        "--keep", type=_argtype(_positive_int), default=5, help="live: rotated files kept"
+    )
+    parser.add_argument("--output", type=Path, help="output file (default stdout)")
+    parser.set_defaults(handler=_generate, subparser=parser)
+
+
+def _generate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    backfill = [args.count, args.start, args.end]
+    if args.rate is not None:
+        if any(v is not None for v in backfill):
+            parser.error("--rate (live) cannot be combined with --count/--start/--end")
+        if args.output is None:
+            parser.error("live mode (--rate) needs --output: it rotates a file")
+        from agent.live import install_stop_handlers, run_live
+
+        stop = threading.Event()
+        install_stop_handlers(stop)
+        run_live(args.output, args.rate, args.max_bytes, args.keep, args.seed, stop)
+        return 0
+    if any(v is None for v in backfill):
+        parser.error("backfill needs --count, --start and --end (or use --rate for live mode)")
+    if args.end <= args.start:
+        parser.error("--end must be after --start")
+    from agent.generate import backfill_lines, write_lines
+
+    lines = backfill_lines(args.seed, args.count, args.start, args.end)
+    if args.output is None:
+        write_lines(lines, sys.stdout.write)
+        sys.stdout.flush()
+    else:
+        with args.output.open("w", encoding="utf-8") as sink:
+            write_lines(lines, sink.write)
+    return 0
+
+
+def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from agent.named import Named
+    from agent.output import Format
+
+    parser = commands.add_parser("query", help="query access logs with DuckDB")
+    parser.add_argument(
+        "--logs", type=Path, required=True, help="a node's log folder or an archive root"
+    )
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--named", type=Named, choices=list(Named), help="a built-in query")
+    what.add_argument("--sql", help="a SELECT against the read-only `logs` view")
+    parser.add_argument("--since", type=_argtype(parse_instant), help="ISO time or 15m/1h/2d ago")
+    parser.add_argument("--until", type=_argtype(parse_instant), help="ISO time or 15m/1h/2d ago")
+    parser.add_argument("--format", type=Format, choices=list(Format), default=Format.TABLE)
+    parser.add_argument(
+        "--threshold",
+        type=_argtype(_positive_int),
+        default=1000,
+        help="security-analysis: report IPs with more requests than this (default 1000)",
+    )
+    parser.add_argument(
+        "--limit", type=_argtype(_positive_int), default=10, help="rows in top-N queries"
+    )
+    parser.set_defaults(handler=_query, subparser=parser)
+
+
+def _query(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from agent.discover import Window
+    from agent.named import NAMED_SQL, named_parameters
+    from agent.output import write_rows
+    from agent.query import QueryError, run_query
+
+    if not args.logs.is_dir():
+        parser.error(f"--logs {args.logs}: not a directory")
+    if args.since and args.until and args.until <= args.since:
+        parser.error("--until must be after --since")
+    if args.named is not None:
+        sql = NAMED_SQL[args.named]
+        parameters = named_parameters(sql, args.limit, args.threshold)
+    else:
+        sql, parameters = args.sql, {}
+    try:
+        result = run_query(args.logs, sql, parameters, Window(args.since, args.until), sys.stderr)
+    except QueryError as error:
+        sys.stderr.write(f"query: error: {error}\n")
+        return 1
+    write_rows(sys.stdout, result.columns, result.rows, args.format)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for all subcommands."""
+    parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_generate(commands)
+    _add_query(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.ArgumentParser, argparse.Namespace], int] = args.handler
+    # Errors are reported by the subcommand's own parser so its usage line is shown.
+    return handler(args.subparser, args)

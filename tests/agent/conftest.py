@@ -1,0 +1,67 @@
+"""Fixtures for the agent tests: generated log folders and a local S3 (moto) server."""
+
+import gzip
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from agent.generate import backfill_lines
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+Event = dict[str, object]
+
+
+def write_events(path: Path, seed: int, count: int, start: str, end: str) -> list[Event]:
+    """Write generated events to `path` (gzip if it ends in .gz); returns them parsed."""
+    lines = list(
+        backfill_lines(seed, count, datetime.fromisoformat(start), datetime.fromisoformat(end))
+    )
+    data = "".join(lines).encode()
+    if path.name.endswith(".gz"):
+        data = gzip.compress(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return [json.loads(line) for line in lines]
+
+
+def run_agent(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `python -m agent ...` in a subprocess, as the container does."""
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"agent {args} failed ({result.returncode}): {result.stderr}")
+    return result
+
+
+def query_json(*args: str) -> tuple[list[dict[str, object]], str]:
+    """Run `query --format json`; returns the rows and stderr."""
+    result = run_agent("query", "--format", "json", *args)
+    return json.loads(result.stdout), result.stderr
+
+
+@pytest.fixture
+def node_folder(tmp_path: Path) -> Iterator[tuple[Path, list[dict[str, object]]]]:
+    """A node log folder as rotation leaves it: live file, plain `.1` and a `.2.gz`."""
+    folder = tmp_path / "logs"
+    events = write_events(
+        folder / "application.log.2.gz", 1, 3000, "2025-01-01T00:00:00", "2025-01-01T06:00:00"
+    )
+    events += write_events(
+        folder / "application.log.1", 2, 2000, "2025-01-01T06:00:00", "2025-01-01T09:00:00"
+    )
+    events += write_events(
+        folder / "application.log", 3, 1000, "2025-01-01T09:00:00", "2025-01-01T10:00:00"
+    )
+    yield folder, events

@@ -1,0 +1,87 @@
+"""Rotation: delaycompress scheme, keep limit, mtimes kept, and live mode end to end."""
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import REPO
+
+from agent.rotation import rotate
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def test_rotation_steps_follow_the_contract(tmp_path: Path) -> None:
+    live = tmp_path / "application.log"
+    for generation in range(4):
+        _write(live, f"gen{generation}\n")
+        rotate(live, keep=3)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["application.log.1", "application.log.2.gz", "application.log.3.gz"]
+    assert (tmp_path / "application.log.1").read_text() == "gen3\n"
+    assert gzip.decompress((tmp_path / "application.log.2.gz").read_bytes()) == b"gen2\n"
+    assert gzip.decompress((tmp_path / "application.log.3.gz").read_bytes()) == b"gen1\n"
+
+
+def test_compression_keeps_the_mtime(tmp_path: Path) -> None:
+    live = tmp_path / "application.log"
+    _write(live, "a\n")
+    rotate(live, keep=2)
+    os.utime(tmp_path / "application.log.1", (1_700_000_000, 1_700_000_000))
+    _write(live, "b\n")
+    rotate(live, keep=2)
+    assert (tmp_path / "application.log.2.gz").stat().st_mtime == 1_700_000_000
+
+
+def test_keep_one_drops_older(tmp_path: Path) -> None:
+    live = tmp_path / "application.log"
+    for text in ("a\n", "b\n"):
+        _write(live, text)
+        rotate(live, keep=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["application.log.1"]
+    assert (tmp_path / "application.log.1").read_text() == "b\n"
+
+
+def test_live_mode_rotates_by_size_and_stops_on_sigterm(tmp_path: Path) -> None:
+    output = tmp_path / "logs" / "application.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "generate",
+            "--rate",
+            "4000",
+            "--max-bytes",
+            "50000",
+            "--keep",
+            "3",
+            "--output",
+            str(output),
+        ],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    names = sorted(p.name for p in output.parent.iterdir())
+    assert names == [
+        "application.log",
+        "application.log.1",
+        "application.log.2.gz",
+        "application.log.3.gz",
+    ]
+    for path in output.parent.iterdir():
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        assert len(data) <= 50000
+        # Stopped cleanly: every file ends with a whole line.
+        assert data.endswith(b"\n")
