@@ -129,6 +129,9 @@ class _Reader:
             return self.entries()
         if token[0] in "\"'":
             return _unquote(token)
+        if self.peek() == "{":  # a codec with settings: codec => line { format => "..." }
+            self.take("{")
+            return {token: self.entries()}
         if re.fullmatch(r"-?\d+(\.\d+)?", token):
             return float(token) if "." in token else int(token)
         return {"true": True, "false": False}.get(token, token)
