@@ -1,0 +1,189 @@
+"""One region's Bacalhau compute nodes on EC2."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import aws_policies, cloudinit, nodeconfig
+
+
+@dataclass(frozen=True)
+class NodePlacement:
+    name: str
+    subnet_id: pulumi.Input[str]
+    availability_zone: str
+
+
+@dataclass(frozen=True)
+class JoinSettings:
+    """How nodes reach the orchestrator; the token is a secret Output."""
+
+    nats_url: pulumi.Input[str]
+    token: pulumi.Output[str]
+    ca: cloudinit.CaParameter | None
+    ca_parameter_arn: pulumi.Input[str] | None
+
+
+@dataclass(frozen=True)
+class RegionNodesArgs:
+    region: str
+    env: str
+    stack: str
+    vpc_id: pulumi.Input[str]
+    placements: Sequence[NodePlacement]
+    instance_type: str
+    ami_id: str
+    root_volume_gb: int
+    release: cloudinit.Release
+    join: JoinSettings
+    ecr_registry: str
+    bucket_arn: pulumi.Input[str]
+    archive_prefix: str
+    kms_key_arn: pulumi.Input[str] | None
+    repository_arns: Sequence[pulumi.Input[str]]
+    search_domain_arns: Sequence[str]
+
+
+class RegionNodes(pulumi.ComponentResource):
+    """Creates an IAM role and instance profile (its own region's archive prefix, images, search
+    domain and the orchestrator CA, plus SSM core for shell-less access; no AWS keys anywhere), a
+    security group with no ingress at all, and one EC2 instance per placement: IMDSv2 only, an
+    encrypted gp3 root volume, no public IP, and cloud-config user data (a secret: it carries the
+    node token) that installs Docker and the verified Bacalhau release and joins the orchestrator.
+    """
+
+    def __init__(
+        self, name: str, args: RegionNodesArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("bacalhau-logs:aws:RegionNodes", name, None, opts)
+        self._name = name
+        self._args = args
+        self._child = pulumi.ResourceOptions(parent=self)
+        profile = self._create_identity()
+        security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=args.vpc_id,
+            description="bacalhau-logs compute nodes: no ingress, egress for NATS, S3, ECR",
+            egress=[
+                aws.ec2.SecurityGroupEgressArgs(
+                    protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"]
+                )
+            ],
+            opts=self._child,
+        )
+        self.instances = [
+            self._create_instance(placement, profile, security_group)
+            for placement in args.placements
+        ]
+        self.register_outputs(
+            {
+                "roleArn": self.role.arn,
+                "securityGroupId": security_group.id,
+                "instanceIds": [instance.id for instance in self.instances],
+            }
+        )
+
+    def _create_identity(self) -> aws.iam.InstanceProfile:
+        name, args = self._name, self._args
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=json.dumps(aws_policies.assume_role()),
+            # The OpenSearch access policies trust this tag, not a list of roles.
+            tags={aws_policies.SEARCH_WRITER_TAG: args.stack},
+            opts=self._child,
+        )
+        policy = pulumi.Output.all(
+            args.bucket_arn,
+            args.kms_key_arn,
+            args.join.ca_parameter_arn,
+            *args.repository_arns,
+        ).apply(self._policy_json)
+        aws.iam.RolePolicy(f"{name}-policy", role=self.role.id, policy=policy, opts=self._child)
+        aws.iam.RolePolicyAttachment(
+            f"{name}-ssm",
+            role=self.role.name,
+            policy_arn=aws_policies.SSM_MANAGED_POLICY,
+            opts=self._child,
+        )
+        return aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, opts=self._child)
+
+    def _policy_json(self, values: list[Any]) -> str:
+        bucket_arn, kms_key_arn, ca_parameter_arn, *repository_arns = values
+        return json.dumps(
+            aws_policies.compute_node_policy(
+                bucket_arn=bucket_arn,
+                prefix=self._args.archive_prefix,
+                kms_key_arn=kms_key_arn,
+                repository_arns=repository_arns,
+                search_domain_arns=self._args.search_domain_arns,
+                ca_parameter_arn=ca_parameter_arn,
+            )
+        )
+
+    def _create_instance(
+        self,
+        placement: NodePlacement,
+        profile: aws.iam.InstanceProfile,
+        security_group: aws.ec2.SecurityGroup,
+    ) -> aws.ec2.Instance:
+        args = self._args
+        labels = {
+            "region": args.region,
+            # Known at deploy time: each node is placed in a subnet of a chosen AZ, so no IMDS
+            # lookup is needed at boot (and the label cannot drift from the placement).
+            "availability-zone": placement.availability_zone,
+            "env": args.env,
+            "instance-type": args.instance_type,
+        }
+        join = args.join
+
+        def render(values: list[str]) -> str:
+            nats_url, token = values
+            config = nodeconfig.compute_config(
+                orchestrators=[nats_url],
+                token=token,
+                labels=labels,
+                require_tls=True,
+                tls_ca_cert=cloudinit.ORCHESTRATOR_CA_PATH if join.ca else None,
+            )
+            return cloudinit.compute_user_data(
+                release=args.release,
+                node_config_yaml=nodeconfig.to_yaml(config),
+                ecr_registry=args.ecr_registry,
+                ca=join.ca,
+            )
+
+        rendered: pulumi.Output[str] = pulumi.Output.all(join.nats_url, join.token).apply(render)
+        user_data: pulumi.Output[str] = pulumi.Output.secret(rendered)
+        return aws.ec2.Instance(
+            f"{self._name}-{placement.name}",
+            ami=args.ami_id,
+            instance_type=args.instance_type,
+            subnet_id=placement.subnet_id,
+            vpc_security_group_ids=[security_group.id],
+            iam_instance_profile=profile.name,
+            associate_public_ip_address=False,
+            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",
+                # Two hops: Logstash runs in a container and takes S3 credentials from the role.
+                http_put_response_hop_limit=2,
+            ),
+            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                volume_type="gp3",
+                volume_size=args.root_volume_gb,
+                encrypted=True,
+                delete_on_termination=True,
+            ),
+            user_data=user_data,
+            # cloud-init runs once per instance: a changed config only applies to a new one.
+            user_data_replace_on_change=True,
+            tags={"Name": placement.name, "bacalhau-logs-region": args.region},
+            opts=self._child,
+        )
