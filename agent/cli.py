@@ -75,7 +75,8 @@ def _generate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             parser.error("--rate (live) cannot be combined with --count/--start/--end")
         if args.output is None:
             parser.error("live mode (--rate) needs --output: it rotates a file")
-        from agent.live import install_stop_handlers, run_live
+        from agent.live import run_live
+        from agent.signals import install_stop_handlers
 
         stop = threading.Event()
         install_stop_handlers(stop)
@@ -147,12 +148,62 @@ def _query(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compact(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("compact", help="compact closed archive hours to Parquet")
+    parser.add_argument("--bucket", required=True, help="the region's archive bucket")
+    parser.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO); default AWS")
+    parser.add_argument("--prefix", default="logs/", help="archive prefix (default logs/)")
+    parser.add_argument("--region-name", help="S3 region for signing (default from AWS config)")
+    parser.add_argument("--once", action="store_true", help="process what is pending and exit")
+    parser.add_argument(
+        "--interval",
+        type=_argtype(_seconds),
+        default=300.0,
+        help="seconds between passes without --once (default 300; 5m also works)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=_argtype(_seconds),
+        default=600.0,
+        help="wait this long after an hour ends before compacting it (default 10m)",
+    )
+    parser.set_defaults(handler=_compact, subparser=parser)
+
+
+def _compact(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from agent.compact import Compactor
+    from agent.s3 import describe_failure, make_client
+    from agent.signals import install_stop_handlers
+
+    prefix = args.prefix if args.prefix.endswith("/") or not args.prefix else args.prefix + "/"
+    client = make_client(args.endpoint_url, args.region_name)
+    compactor = Compactor(client, args.bucket, prefix, timedelta(seconds=args.grace))
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    while True:
+        try:
+            summary = compactor.run_once(sys.stderr)
+        except (ClientError, BotoCoreError) as error:
+            message = describe_failure(error, args.bucket, args.endpoint_url)
+            sys.stderr.write(f"compact: error: {message}\n")
+            return 1
+        if args.once:
+            return 1 if summary.failed else 0
+        if stop.wait(args.interval):
+            return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
     parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_generate(commands)
     _add_query(commands)
+    _add_compact(commands)
     return parser
 
 

@@ -1,26 +1,14 @@
 """Live generation: append events at a steady rate to a file, rotating it by size."""
 
-import signal
 import threading
 import time
 from pathlib import Path
-from types import FrameType
 
 from agent.generate import EventFactory
 from agent.rotation import rotate
 from agent.times import EVENT_TIME_FORMAT, utc_now
 
 TICK_SECONDS = 0.1
-
-
-def install_stop_handlers(stop: threading.Event) -> None:
-    """Set `stop` on SIGTERM/SIGINT so the loop finishes its write and closes the file."""
-
-    def _handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _handler)
-    signal.signal(signal.SIGINT, _handler)
 
 
 def run_live(

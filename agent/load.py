@@ -129,8 +129,13 @@ def load_ndjson(
     plain: Sequence[Path],
     gzipped: Sequence[Path],
     table: str = TABLE,
+    salvage: bool = True,
 ) -> LoadReport:
-    """Append the events of plain and gzip NDJSON files to `table`."""
+    """Append the events of plain and gzip NDJSON files to `table`.
+
+    With `salvage`, a damaged gzip file contributes the lines before the damage; without,
+    it contributes nothing (the compactor keeps such a file out of its sources instead).
+    """
     report = LoadReport()
     before = _scalar(con, f"SELECT count(*) FROM {table}")
     if plain:
@@ -141,18 +146,20 @@ def load_ndjson(
         except duckdb.IOException:
             # One bad file fails the whole statement (and inserts nothing): go file by file.
             for path in gzipped:
-                report.malformed_lines += _load_one_gzip(con, table, path, report)
+                report.malformed_lines += _load_one_gzip(con, table, path, report, salvage)
     report.events = _scalar(con, f"SELECT count(*) FROM {table}") - before
     return report
 
 
 def _load_one_gzip(
-    con: duckdb.DuckDBPyConnection, table: str, path: Path, report: LoadReport
+    con: duckdb.DuckDBPyConnection, table: str, path: Path, report: LoadReport, salvage: bool
 ) -> int:
     try:
         return _insert_lines(con, table, [path], "gzip")
-    except duckdb.IOException:
-        pass
+    except duckdb.IOException as error:
+        if not salvage:
+            report.damaged_files[str(path)] = str(error).splitlines()[0]
+            return 0
     with tempfile.TemporaryDirectory(prefix="agent-salvage-") as scratch:
         readable = Path(scratch) / "prefix.ndjson"
         kept, problem = salvage_gzip(path, readable)

@@ -65,3 +65,34 @@ def node_folder(tmp_path: Path) -> Iterator[tuple[Path, list[dict[str, object]]]
         folder / "application.log", 3, 1000, "2025-01-01T09:00:00", "2025-01-01T10:00:00"
     )
     yield folder, events
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-protocol server (moto) on 127.0.0.1, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials in the environment, as the standard chain finds them (moto accepts any)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, s3_env: None, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty bucket per test."""
+    from agent.s3 import make_client
+
+    name = "logs-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
+    make_client(s3_endpoint).create_bucket(Bucket=name)
+    return name
