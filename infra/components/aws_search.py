@@ -69,6 +69,7 @@ class SearchDomain(pulumi.ComponentResource):
             override_special="-_.~!",
             opts=child,
         )
+        self.master_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
         zones = search.availability_zone_count
         # The access policy names the domain itself, so its ARN is built rather than read back.
         domain_arn = f"arn:aws:es:{args.region}:{args.account_id}:domain/{args.domain_name}"
@@ -100,7 +101,7 @@ class SearchDomain(pulumi.ComponentResource):
                 enabled=True,
                 internal_user_database_enabled=True,
                 master_user_options=aws.opensearch.DomainAdvancedSecurityOptionsMasterUserOptionsArgs(
-                    master_user_name=MASTER_USER, master_user_password=password.result
+                    master_user_name=MASTER_USER, master_user_password=self.master_password
                 ),
             ),
             access_policies=json.dumps(
@@ -119,7 +120,6 @@ class SearchDomain(pulumi.ComponentResource):
             "https://", self.domain.dashboard_endpoint
         )
         self.master_user = MASTER_USER
-        self.master_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
         self.register_outputs(
             {"url": self.url, "dashboardsUrl": self.dashboards_url, "domainArn": domain_arn}
         )
