@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 JobSpec = dict[str, Any]
@@ -155,3 +155,24 @@ def _fold_resource_units(task: dict[str, Any]) -> None:
         value = resources.get(field)
         if isinstance(value, str):
             resources[field] = value.replace(" ", "").upper()
+
+
+def without_missing_env_references(spec: Mapping[str, Any], available: Collection[str]) -> JobSpec:
+    """The spec without task Env entries ``NAME: env:VAR`` whose VAR the nodes do not define.
+
+    Job files reference every credential a backend might supply; each backend's nodes define
+    only the ones it uses (MinIO keys locally, none on AWS where the instance role answers). An
+    unresolvable reference would fail the job, and an empty credential would stop the AWS SDKs
+    from falling back to the instance role, so the entry is dropped instead.
+    """
+    job: JobSpec = copy.deepcopy(dict(spec))
+    for task in job.get("Tasks") or []:
+        env = task.get("Env") if isinstance(task, dict) else None
+        if isinstance(env, dict):
+            task["Env"] = {
+                key: value
+                for key, value in env.items()
+                if not (isinstance(value, str) and value.startswith("env:"))
+                or value.removeprefix("env:") in available
+            }
+    return job

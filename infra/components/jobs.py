@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 
 from infra.bacalhau.provider import BacalhauJob, BacalhauJobArgs
+from infra.bacalhau.spec import without_missing_env_references
 from infra.bacalhau.templates import render_job_file
 
 JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
@@ -31,6 +32,9 @@ class RegionJobsArgs:
     generator_enabled: bool
     log_rate: float
     api_key: pulumi.Input[str] | None = None
+    # The `env:` variables this backend's nodes define; references to others are dropped from
+    # the specs (see spec.without_missing_env_references). None keeps every reference.
+    node_env: frozenset[str] | None = None
     # The canary region's RegionJobs (or its jobs): this region's job updates wait for them.
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
     jobs_dir: Path = JOBS_DIR
@@ -67,8 +71,13 @@ class RegionJobs(pulumi.ComponentResource):
 
     def _job(self, suffix: str, file_name: str) -> BacalhauJob:
         path = self._args.jobs_dir / file_name
+        node_env = self._args.node_env
         spec = pulumi.Output.all(**self._template_values()).apply(
-            lambda values: render_job_file(path, values)
+            lambda values: (
+                render_job_file(path, values)
+                if node_env is None
+                else without_missing_env_references(render_job_file(path, values), node_env)
+            )
         )
         return BacalhauJob(
             f"{self._name}-{suffix}",

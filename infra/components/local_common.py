@@ -38,3 +38,11 @@ def attach(
     context: LocalContext, aliases: Sequence[str]
 ) -> list[docker.ContainerNetworksAdvancedArgs]:
     return [docker.ContainerNetworksAdvancedArgs(name=context.network_name, aliases=list(aliases))]
+
+
+def secret_env(**values: pulumi.Input[str]) -> pulumi.Output[list[str]]:
+    """Container ``KEY=value`` entries, explicitly secret so they stay encrypted in state."""
+    entries: pulumi.Output[list[str]] = pulumi.Output.all(
+        *(pulumi.Output.concat(key, "=", value) for key, value in values.items())
+    )
+    return pulumi.Output.secret(entries)

@@ -81,10 +81,12 @@ class LocalOrchestrator(pulumi.ComponentResource):
             restart="unless-stopped",
             opts=child,
         )
-        self.api_url = pulumi.Output.from_input(f"http://127.0.0.1:{args.api_port}")
-        self.nats_url = pulumi.Output.from_input(f"nats://127.0.0.1:{args.nats_port}")
-        self.internal_nats_url = pulumi.Output.from_input(
-            f"nats://{hostname}:{nodeconfig.NATS_PORT}"
+        # Derived from the container so whatever uses an URL waits for the container to exist.
+        running = self.container.id
+        self.api_url = running.apply(lambda _: f"http://127.0.0.1:{args.api_port}")
+        self.nats_url = running.apply(lambda _: f"nats://127.0.0.1:{args.nats_port}")
+        self.internal_nats_url = running.apply(
+            lambda _: f"nats://{hostname}:{nodeconfig.NATS_PORT}"
         )
         self.token = pulumi.Output.secret(token.result)
         self.register_outputs(

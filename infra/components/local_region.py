@@ -9,12 +9,15 @@ import pulumi
 import pulumi_docker as docker
 
 from infra import nodeconfig
-from infra.components.local_common import LocalContext, attach, container_labels
+from infra.components.local_common import LocalContext, attach, container_labels, secret_env
 from infra.components.local_registry import IN_NETWORK_REGISTRY
 from infra.naming import node_name
 from infra.versions import bacalhau_image
 
 CONFIG_PATH = "/etc/bacalhau/config.yaml"
+# What this backend's nodes define of nodeconfig.NODE_ENV_ALLOW_LIST: S3 keys for MinIO. The
+# local search cluster needs no credentials, so the OpenSearch ones are not set.
+NODE_ENV = frozenset({"LOGS_S3_ACCESS_KEY_ID", "LOGS_S3_SECRET_ACCESS_KEY"})
 # The nodes' inner Docker daemons pull the stack's images from the plain-HTTP registry on the
 # private stack network, so they must be told to trust exactly that one.
 DAEMON_JSON = json.dumps({"insecure-registries": [IN_NETWORK_REGISTRY]})
@@ -93,12 +96,9 @@ class LocalRegion(pulumi.ComponentResource):
                 docker.ContainerUploadArgs(file=CONFIG_PATH, content=config),
                 docker.ContainerUploadArgs(file="/etc/docker/daemon.json", content=DAEMON_JSON),
             ],
-            # Explicitly secret: these must stay encrypted in state whatever their source.
-            envs=pulumi.Output.secret(
-                pulumi.Output.all(
-                    pulumi.Output.concat("LOGS_S3_ACCESS_KEY_ID=", args.s3_access_key),
-                    pulumi.Output.concat("LOGS_S3_SECRET_ACCESS_KEY=", args.s3_secret_key),
-                )
+            envs=secret_env(
+                LOGS_S3_ACCESS_KEY_ID=args.s3_access_key,
+                LOGS_S3_SECRET_ACCESS_KEY=args.s3_secret_key,
             ),
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=volume.name, container_path=path)

@@ -88,7 +88,7 @@ class LocalSearch(pulumi.ComponentResource):
             restart="unless-stopped",
             opts=child,
         )
-        docker.Container(
+        dashboards = docker.Container(
             f"{name}-dashboards",
             name=dashboards_host,
             hostname=dashboards_host,
@@ -103,9 +103,12 @@ class LocalSearch(pulumi.ComponentResource):
             restart="unless-stopped",
             opts=pulumi.ResourceOptions(parent=self, depends_on=[search]),
         )
-        self.url = pulumi.Output.from_input(f"http://127.0.0.1:{args.opensearch_port}")
-        self.internal_url = pulumi.Output.from_input(f"http://{search_host}:{OPENSEARCH_PORT}")
-        self.dashboards_url = pulumi.Output.from_input(f"http://127.0.0.1:{args.dashboards_port}")
+        # Derived from the containers so whatever uses an URL waits for its container.
+        self.url = search.id.apply(lambda _: f"http://127.0.0.1:{args.opensearch_port}")
+        self.internal_url = search.id.apply(lambda _: f"http://{search_host}:{OPENSEARCH_PORT}")
+        self.dashboards_url = dashboards.id.apply(
+            lambda _: f"http://127.0.0.1:{args.dashboards_port}"
+        )
         self.register_outputs(
             {
                 "url": self.url,

@@ -15,6 +15,7 @@ from infra.components.local_common import (
     attach,
     container_labels,
     loopback_ports,
+    secret_env,
 )
 from infra.naming import bucket_name, stack_prefix
 from infra.versions import MINIO_IMAGE
@@ -67,12 +68,7 @@ class LocalStorage(pulumi.ComponentResource):
             hostname=hostname,
             image=image.image_id,
             command=["server", "/data", "--console-address", f":{CONSOLE_PORT}"],
-            envs=pulumi.Output.secret(
-                pulumi.Output.all(
-                    pulumi.Output.concat("MINIO_ROOT_USER=", user.result),
-                    pulumi.Output.concat("MINIO_ROOT_PASSWORD=", password.result),
-                )
-            ),
+            envs=secret_env(MINIO_ROOT_USER=user.result, MINIO_ROOT_PASSWORD=password.result),
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path="/data")],
             ports=loopback_ports({S3_PORT: args.s3_port, CONSOLE_PORT: args.console_port}),
             networks_advanced=attach(context, [hostname, "minio"]),
@@ -86,9 +82,11 @@ class LocalStorage(pulumi.ComponentResource):
             restart="unless-stopped",
             opts=child,
         )
-        self.endpoint = pulumi.Output.from_input(f"http://127.0.0.1:{args.s3_port}")
-        self.internal_endpoint = pulumi.Output.from_input(f"http://{hostname}:{S3_PORT}")
-        self.console_url = pulumi.Output.from_input(f"http://127.0.0.1:{args.console_port}")
+        # Derived from the container so whatever uses an endpoint waits until MinIO is healthy.
+        running = container.id
+        self.endpoint = running.apply(lambda _: f"http://127.0.0.1:{args.s3_port}")
+        self.internal_endpoint = running.apply(lambda _: f"http://{hostname}:{S3_PORT}")
+        self.console_url = running.apply(lambda _: f"http://127.0.0.1:{args.console_port}")
         self.access_key = pulumi.Output.secret(user.result)
         self.secret_key = pulumi.Output.secret(password.result)
 
@@ -103,7 +101,9 @@ class LocalStorage(pulumi.ComponentResource):
             skip_requesting_account_id=True,
             skip_metadata_api_check=True,
             skip_region_validation=True,
-            endpoints=[aws.ProviderEndpointArgs(s3=self.endpoint)],
+            # A plain string, not an Output: a provider whose config is unknown at preview would
+            # hide the buckets' diffs.
+            endpoints=[aws.ProviderEndpointArgs(s3=f"http://127.0.0.1:{args.s3_port}")],
             opts=child,
         )
         self.buckets = {}

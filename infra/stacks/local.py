@@ -9,13 +9,19 @@ import pulumi_docker as docker
 
 from infra.components.local_common import LocalContext
 from infra.components.local_orchestrator import LocalOrchestrator, LocalOrchestratorArgs
-from infra.components.local_region import LocalRegion, LocalRegionArgs
+from infra.components.local_region import NODE_ENV, LocalRegion, LocalRegionArgs
 from infra.components.local_registry import BuiltImage, LocalRegistry, LocalRegistryArgs
 from infra.components.local_search import LocalSearch, LocalSearchArgs
 from infra.components.local_storage import LocalStorage, LocalStorageArgs
 from infra.naming import stack_prefix
 from infra.paths import AGENT_DIR, LOGSTASH_DIR
 from infra.settings import OrchestratorMode, Secrets, Settings
+from infra.stacks.shared import (
+    JobImages,
+    RegionEndpoints,
+    declare_region_jobs,
+    declare_search_bootstrap,
+)
 
 IMAGES = (
     BuiltImage("agent", context=AGENT_DIR.parent, dockerfile=AGENT_DIR / "Dockerfile"),
@@ -80,6 +86,32 @@ def declare_local(settings: Settings, secrets: Secrets) -> dict[str, Any]:
         )
         for region in settings.regions
     }
+    declare_search_bootstrap(
+        "search-bootstrap",
+        opensearch_url=search.url,
+        dashboards_url=search.dashboards_url,
+        retention_days=settings.aws.opensearch.metrics_retention_days,
+    )
+    jobs = declare_region_jobs(
+        settings,
+        secrets,
+        orchestrator_endpoint=api_url,
+        images=JobImages(
+            agent=registry.references["agent"], logstash=registry.references["logstash"]
+        ),
+        endpoints={
+            name: RegionEndpoints(
+                bucket=storage.buckets[name],
+                # Jobs run with host networking inside the nodes, on the stack network.
+                s3_endpoint=storage.internal_endpoint,
+                s3_region="us-east-1",
+                opensearch_url=search.internal_url,
+            )
+            for name in settings.region_names
+        },
+        node_env=NODE_ENV,
+        after={name: [region] for name, region in regions.items()},
+    )
     return {
         "backend": settings.backend.value,
         "orchestratorApiUrl": api_url,
@@ -91,4 +123,8 @@ def declare_local(settings: Settings, secrets: Secrets) -> dict[str, Any]:
         "dashboardsUrl": search.dashboards_url,
         "images": registry.references,
         "nodes": {name: region.node_names for name, region in regions.items()},
+        "jobs": {
+            name: {kind: job.job_id for kind, job in region_jobs.jobs.items()}
+            for name, region_jobs in jobs.items()
+        },
     }

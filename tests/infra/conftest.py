@@ -5,5 +5,3 @@ from pathlib import Path
 
 # The harness is a plain module next to these tests; make it importable without a package.
 sys.path.insert(0, str(Path(__file__).parent))
-
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "bacalhau"

@@ -19,6 +19,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRAM = REPO / "infra" / "__main__.py"
+# Bacalhau reference data sits beside the repository, in the shared folder.
+REFERENCE = REPO.parent / "shared" / "reference" / "bacalhau"
 PROJECT = "bacalhau-logs"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
@@ -38,6 +40,7 @@ class StackRun:
     # Resource options by resource name, seen by a stack transformation (mocks never see them).
     retained: dict[str, bool] = field(default_factory=dict)
     parents: dict[str, str | None] = field(default_factory=dict)
+    depends_on: dict[str, list[str]] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Declared]:
         return [r for r in self.resources if r.type == type_]
@@ -57,6 +60,8 @@ def _fake_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     elif args.typ == "docker:index/image:Image":
         repository = args.inputs["imageName"].rsplit(":", 1)[0]
         state["repoDigest"] = f"{repository}@sha256:{digest}"
+    elif args.typ == "pulumi-python:dynamic/bacalhau:Job":
+        state.update(job_id=f"j-{digest[:12]}", version=1, state="Running")
     elif args.typ == "docker:index/remoteImage:RemoteImage":
         state["imageId"] = f"sha256:{digest}"
     return state
@@ -99,11 +104,20 @@ def run_program(config: Mapping[str, Any], stack: str = "dev") -> StackRun:
     def record_options(
         args: pulumi.ResourceTransformationArgs,
     ) -> pulumi.ResourceTransformationResult | None:
+        # Stack transformations outlive a mocked run; later runs must not write into this one.
+        if not active:
+            return None
         run.retained[args.name] = bool(args.opts.retain_on_delete)
         parent = args.opts.parent
         run.parents[args.name] = (
             parent.pulumi_resource_name if isinstance(parent, pulumi.Resource) else None
         )
+        depends = args.opts.depends_on
+        run.depends_on[args.name] = [
+            resource.pulumi_resource_name
+            for resource in (depends if isinstance(depends, list) else [])
+            if isinstance(resource, pulumi.Resource)
+        ]
         return None
 
     @pulumi.runtime.test
@@ -117,7 +131,9 @@ def run_program(config: Mapping[str, Any], stack: str = "dev") -> StackRun:
             pulumi.export = original  # type: ignore[assignment]
         return pulumi.Output.from_input(exported).apply(run.outputs.update)
 
+    active = True
     declare()
+    active = False
     return run
 
 

@@ -197,3 +197,57 @@ def test_stack_files_hold_no_credential_literals() -> None:
         for key, value in config.items():
             if re.search(r"(token|password|secret|apikey|api_key|accesskey)", key, re.I):
                 assert isinstance(value, dict) and set(value) == {"secure"}, f"{path.name}:{key}"
+
+
+JOB = "pulumi-python:dynamic/bacalhau:Job"
+
+
+def test_dev_registers_each_regions_jobs(dev: StackRun) -> None:
+    jobs = {job.name: job.inputs["spec"] for job in dev.of_type(JOB)}
+    for region in ("us-east-1", "eu-west-1"):
+        for kind in ("logstash", "compactor", "generate-logs"):
+            spec = jobs[f"jobs-{region}-{kind}"]
+            assert spec["Name"] == f"dev-{region}-{kind}"
+            assert spec["Constraints"] == [{"Key": "region", "Operator": "=", "Values": [region]}]
+        assert dev.named(f"jobs-{region}-logstash").inputs["endpoint"] == "http://127.0.0.1:1234"
+    assert {kinds for kinds in dev.outputs["jobs"]} == {"us-east-1", "eu-west-1"}
+    assert all(
+        job_id.startswith("j-") for ids in dev.outputs["jobs"].values() for job_id in ids.values()
+    )
+
+
+def test_jobs_reach_storage_and_search_on_the_stack_network(dev: StackRun) -> None:
+    spec = dev.named("jobs-eu-west-1-logstash").inputs["spec"]
+    (task,) = spec["Tasks"]
+    env = task["Env"]
+    assert env["S3_ENDPOINT"] == "http://bacalhau-logs-dev-minio:9000"
+    assert env["S3_BUCKET"] == "bacalhau-logs-dev-eu-west-1-archive"
+    assert env["OPENSEARCH_URL"] == "http://bacalhau-logs-dev-opensearch:9200"
+    assert task["Engine"]["Params"]["Image"] == dev.outputs["images"]["logstash"]
+    # Credentials are references the node resolves; only the ones dev nodes define remain.
+    references = {value for value in env.values() if value.startswith("env:")}
+    assert references == {"env:LOGS_S3_ACCESS_KEY_ID", "env:LOGS_S3_SECRET_ACCESS_KEY"}
+
+
+def test_other_regions_wait_for_the_canary(dev: StackRun) -> None:
+    for kind in ("logstash", "compactor"):
+        assert "jobs-us-east-1" in dev.depends_on[f"jobs-eu-west-1-{kind}"]
+        assert "jobs-eu-west-1" not in dev.depends_on[f"jobs-us-east-1-{kind}"]
+    # Every job waits for the compute nodes, so nothing is submitted to an empty network.
+    assert dev.depends_on["jobs-us-east-1-logstash"] == ["region-us-east-1"]
+
+
+def test_generator_job_only_when_enabled() -> None:
+    run = run_program(local_config(REGIONS_3[:1]))
+    names = {job.name for job in run.of_type(JOB)}
+    assert names == {"jobs-us-east-1-logstash", "jobs-us-east-1-compactor"}
+
+
+def test_dashboards_and_templates_installed_by_the_stack(dev: StackRun) -> None:
+    (bootstrap,) = [
+        r for r in dev.of_type("pulumi-python:dynamic:Resource") if r.name == "search-bootstrap"
+    ]
+    assert bootstrap.inputs["opensearch_url"] == "http://127.0.0.1:9200"
+    assert bootstrap.inputs["dashboards_url"] == "http://127.0.0.1:5601"
+    assert bootstrap.inputs["templates"], "index templates from logstash/templates"
+    assert '"type":"dashboard"' in bootstrap.inputs["dashboards_ndjson"].replace(" ", "")

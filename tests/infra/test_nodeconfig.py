@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REFERENCE
+from stack_harness import REFERENCE
 
 from infra import nodeconfig
 
