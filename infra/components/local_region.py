@@ -50,13 +50,23 @@ class LocalRegion(pulumi.ComponentResource):
     ) -> None:
         super().__init__("bacalhau-logs:local:Region", name, None, opts)
         context = args.context
-        labels = {"region": args.region, "env": context.stack}
         image = docker.RemoteImage(
             f"{name}-image",
             name=bacalhau_image(args.bacalhau_version, dind=True),
             keep_locally=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.node_names = []
+        for index in range(1, args.nodes + 1):
+            hostname = node_name(context.project, context.stack, args.region, index)
+            self._node(f"{name}-node-{index}", hostname, args, image, self._config(args, hostname))
+            self.node_names.append(hostname)
+        self.register_outputs({"node_names": self.node_names})
+
+    @staticmethod
+    def _config(args: LocalRegionArgs, hostname: str) -> pulumi.Output[str]:
+        # `host` lets operators scope an ops query to single nodes (python -m infra.ops --host).
+        labels = {"region": args.region, "env": args.context.stack, "host": hostname}
         config = pulumi.Output.all(args.orchestrator_nats_url, args.token).apply(
             lambda values: nodeconfig.to_yaml(
                 nodeconfig.compute_config(
@@ -64,12 +74,7 @@ class LocalRegion(pulumi.ComponentResource):
                 )
             )
         )
-        self.node_names = []
-        for index in range(1, args.nodes + 1):
-            hostname = node_name(context.project, context.stack, args.region, index)
-            self._node(f"{name}-node-{index}", hostname, args, image, pulumi.Output.secret(config))
-            self.node_names.append(hostname)
-        self.register_outputs({"node_names": self.node_names})
+        return pulumi.Output.secret(config)
 
     def _node(
         self,

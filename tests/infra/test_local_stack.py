@@ -97,7 +97,11 @@ def test_compute_nodes_join_with_the_token_and_labels(variant: tuple[Any, StackR
         config = yaml.safe_load(
             next(u for u in uploads if u["file"].endswith("config.yaml"))["content"]
         )
-        assert config["Labels"] == {"region": node_labels["region"], "env": "test"}
+        assert config["Labels"] == {
+            "region": node_labels["region"],
+            "env": "test",
+            "host": node.inputs["hostname"],
+        }
         assert config["Compute"]["Orchestrators"] == ["nats://bacalhau-logs-test-orchestrator:4222"]
         assert len(config["Compute"]["Auth"]["Token"]) == 40
         assert config["Compute"]["AllowListedLocalPaths"] == [
