@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import AwsRun
+from aws_harness import AwsRun
 
 from infra import cloudinit, nodeconfig
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import AwsRun, prod_config, prod_settings, run_aws
+from aws_harness import AwsRun, prod_config, prod_settings, run_aws
 
 from infra.components.aws_network import subnet_cidrs
 from infra.components.aws_search import domain_name

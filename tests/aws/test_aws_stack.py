@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ACCOUNT, DEPLOYER, AwsRun, is_secret, prod_settings, unwrap
+from aws_harness import ACCOUNT, DEPLOYER, AwsRun, is_secret, prod_settings, unwrap
 
 from infra import aws_policies, cloudinit
 
@@ -92,7 +92,7 @@ def test_archive_survives_destroy(prod_run: AwsRun, region: str) -> None:
 
 
 def test_archive_is_disposable_only_on_opt_in() -> None:
-    from conftest import run_aws
+    from aws_harness import run_aws
 
     raw_archive = {"destroyWithStack": True}
     run = run_aws(prod_settings(archive=raw_archive, aws={"archiveEncryption": "sse-s3"}))
@@ -268,3 +268,23 @@ def test_components_parent_their_children(prod_run: AwsRun) -> None:
     for resource in prod_run.resources:
         if resource.type.startswith("aws:") or resource.type.startswith("random:"):
             assert prod_run.parents[resource.name] is not None, resource.name
+
+
+def test_the_stack_passes_the_policy_pack(prod_run: AwsRun) -> None:
+    from policy import rules
+
+    found: list[str] = []
+    for resource in prod_run.resources:
+
+        class Args:
+            resource_type = resource.type
+            props = unwrap(resource.inputs)
+
+        for name, (_, validate) in rules.RULES.items():
+            validate(
+                Args(),
+                lambda message, urn=None, n=name, r=resource: found.append(
+                    f"{n} {r.name}: {message}"
+                ),
+            )
+    assert found == []

@@ -1,0 +1,160 @@
+"""Run ``declare_aws`` under Pulumi mocks and record every resource it declares.
+
+A module with its own name (not ``conftest``) so test modules import it unambiguously.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+from infra.settings import Secrets, Settings, parse_settings
+from infra.stacks.aws import declare_aws
+
+REPO = Path(__file__).resolve().parents[2]
+PROD = REPO / "Pulumi.prod.yaml"
+PROJECT = "bacalhau-logs"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+ACCOUNT = "123456789012"
+DEPLOYER = f"arn:aws:iam::{ACCOUNT}:role/deployer"
+
+
+@dataclass
+class Declared:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    provider: str
+
+
+@dataclass
+class AwsRun:
+    resources: list[Declared] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+    retained: dict[str, bool] = field(default_factory=dict)
+    parents: dict[str, str | None] = field(default_factory=dict)
+    calls: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[Declared]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str) -> Declared:
+        matches = [r for r in self.resources if r.name == name]
+        assert len(matches) == 1, f"expected one resource named {name}, got {len(matches)}"
+        return matches[0]
+
+    def in_region(self, region: str) -> list[Declared]:
+        return [r for r in self.resources if r.name.startswith(f"{region}-")]
+
+
+def _fake_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    state = dict(args.inputs)
+    digest = hashlib.sha256(args.name.encode()).hexdigest()
+    state.setdefault("arn", f"arn:aws:mock:::{args.name}")
+    if args.typ == "random:index/randomPassword:RandomPassword":
+        state["result"] = digest[: int(args.inputs.get("length", 16))]
+    elif args.typ == "aws:ec2/eip:Eip":
+        state["publicIp"] = "198.51.100." + str(int(digest[:2], 16) % 250 + 1)
+    elif args.typ == "aws:s3/bucket:Bucket":
+        state["arn"] = f"arn:aws:s3:::{args.inputs['bucket']}"
+    elif args.typ == "aws:opensearch/domain:Domain":
+        state["endpoint"] = f"search-{args.inputs['domainName']}.es.amazonaws.com"
+        state["dashboardEndpoint"] = f"{state['endpoint']}/_dashboards"
+    elif args.typ == "aws:ecr/repository:Repository":
+        state["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.mock.amazonaws.com/{args.inputs['name']}"
+    return state
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self, run: AwsRun) -> None:
+        self.run = run
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.run.resources.append(Declared(args.typ, args.name, args.inputs, args.provider or ""))
+        return f"{args.name}-id", _fake_state(args)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
+        self.run.calls.append((args.token, dict(args.args), args.provider or ""))
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT, "arn": DEPLOYER, "userId": "AIDAMOCK", "id": ACCOUNT}, []
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            region = args.provider.split("::")[-2].removeprefix("aws-") if args.provider else "x"
+            names = [f"{region}{suffix}" for suffix in "cba"]
+            return {"names": names, "zoneIds": names, "id": region, "groupNames": []}, []
+        if args.token == "aws:ec2/getAmi:getAmi":
+            return {"id": "ami-0123456789abcdef0", "architecture": "x86_64", "name": "al2023"}, []
+        raise AssertionError(f"unexpected invoke {args.token}")
+
+
+def prod_config() -> dict[str, Any]:
+    """Pulumi.prod.yaml's config block, with the project prefix taken off the keys."""
+    config = yaml.safe_load(PROD.read_text())["config"]
+    return {key.removeprefix(f"{PROJECT}:"): value for key, value in config.items()}
+
+
+def prod_settings(**overrides: Any) -> Settings:
+    raw = prod_config()
+    raw.update(overrides)
+    return parse_settings(raw, stack="prod")
+
+
+def run_aws(settings: Settings, secrets: Secrets | None = None) -> AwsRun:
+    """Declare ``settings`` under mocks, wait for every registration, resolve the outputs."""
+    run = AwsRun()
+    pulumi.runtime.set_mocks(RecordingMocks(run), project=PROJECT, stack="prod", preview=False)
+    secrets = secrets or Secrets(orchestrator_token=None, orchestrator_api_key=None)
+
+    def record_options(
+        args: pulumi.ResourceTransformationArgs,
+    ) -> pulumi.ResourceTransformationResult | None:
+        run.retained[args.name] = bool(args.opts.retain_on_delete)
+        parent = args.opts.parent
+        run.parents[args.name] = (
+            parent.pulumi_resource_name if isinstance(parent, pulumi.Resource) else None
+        )
+        return None
+
+    @pulumi.runtime.test
+    def declare() -> pulumi.Output[Any]:
+        pulumi.runtime.register_stack_transformation(record_options)
+        outputs = declare_aws(settings, secrets)
+        resolved = []
+        for key, value in outputs.items():
+            output = pulumi.Output.from_input(value)
+            resolved.append(output.apply(lambda v, k=key: run.outputs.__setitem__(k, v)))
+            flag = pulumi.Output.from_input(_secret_flag(output))
+            resolved.append(
+                flag.apply(lambda secret, k=key: run.secret_outputs.add(k) if secret else None)
+            )
+        return pulumi.Output.all(*resolved)
+
+    declare()
+    return run
+
+
+async def _secret_flag(output: pulumi.Output[Any]) -> bool:
+    return await output.is_secret()
+
+
+def is_secret(value: Any) -> bool:
+    return (
+        isinstance(value, Mapping) and value.get("4dabf18193072939515e22adb298388d") == SECRET_SIG
+    )
+
+
+def unwrap(value: Any) -> Any:
+    """``value`` with every secret wrapper taken off (secrets wrap whole objects around them)."""
+    if is_secret(value):
+        return unwrap(value["value"])
+    if isinstance(value, Mapping):
+        return {key: unwrap(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unwrap(item) for item in value]
+    return value
