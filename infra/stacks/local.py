@@ -118,6 +118,9 @@ def declare_local(settings: Settings, secrets: Secrets) -> dict[str, Any]:
         "orchestratorNatsUrl": nats_url,
         "s3Endpoint": storage.endpoint,
         "minioConsoleUrl": storage.console_url,
+        # Secret outputs: shown only with `pulumi stack output --show-secrets`.
+        "minioAccessKey": storage.access_key,
+        "minioSecretKey": storage.secret_key,
         "buckets": storage.buckets,
         "opensearchUrl": search.url,
         "dashboardsUrl": search.dashboards_url,

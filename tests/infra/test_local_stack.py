@@ -68,6 +68,8 @@ def test_dev_outputs(dev: StackRun) -> None:
     assert outputs["s3Endpoint"] == "http://127.0.0.1:9000"
     assert outputs["opensearchUrl"] == "http://127.0.0.1:9200"
     assert outputs["dashboardsUrl"] == "http://127.0.0.1:5601"
+    assert outputs["minioConsoleUrl"] == "http://127.0.0.1:9001"
+    assert len(outputs["minioSecretKey"]) == 40
     assert outputs["buckets"] == {
         "us-east-1": "bacalhau-logs-dev-us-east-1-archive",
         "eu-west-1": "bacalhau-logs-dev-eu-west-1-archive",
