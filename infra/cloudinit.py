@@ -122,11 +122,16 @@ aws ssm put-parameter --region {ca.region} --name {shlex.quote(ca.name)} --overw
 
 def _document(
     *,
+    hostname: str | None = None,
     packages: list[str],
     files: list[dict[str, Any]],
     commands: list[list[str]],
 ) -> str:
-    body = {
+    body: dict[str, Any] = {}
+    if hostname:
+        # Bacalhau names nodes by hostname (NameProvider: hostname), so set the stack's name.
+        body |= {"hostname": hostname, "preserve_hostname": False}
+    body |= {
         "package_update": True,
         "packages": packages,
         "write_files": files,
@@ -163,6 +168,7 @@ def compute_user_data(
     node_config_yaml: str,
     ecr_registry: str,
     ca: CaParameter | None,
+    hostname: str | None = None,
 ) -> str:
     """A compute node: Docker (pulling the stack's images from ECR with the instance role),
     the contract's log and state directories, then Bacalhau."""
@@ -178,6 +184,7 @@ def compute_user_data(
         files.append(_file(CA_SCRIPT, _fetch_ca_script(ca), "0755"))
         commands.append([CA_SCRIPT])
     return _document(
+        hostname=hostname,
         packages=["docker", "amazon-ecr-credential-helper", "openssl"],
         files=files,
         commands=commands + _start_bacalhau(),

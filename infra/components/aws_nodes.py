@@ -157,6 +157,7 @@ class RegionNodes(pulumi.ComponentResource):
                 node_config_yaml=nodeconfig.to_yaml(config),
                 ecr_registry=args.ecr_registry,
                 ca=join.ca,
+                hostname=placement.name,
             )
 
         rendered: pulumi.Output[str] = pulumi.Output.all(join.nats_url, join.token).apply(render)

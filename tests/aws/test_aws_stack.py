@@ -288,3 +288,11 @@ def test_the_stack_passes_the_policy_pack(prod_run: AwsRun) -> None:
                 ),
             )
     assert found == []
+
+
+def test_nodes_are_named_by_the_stack(prod_run: AwsRun) -> None:
+    import yaml
+
+    node = prod_run.named("eu-west-1-nodes-bacalhau-logs-prod-eu-west-1-node-2")
+    document = yaml.safe_load(node.inputs["userData"]["value"])
+    assert document["hostname"] == "bacalhau-logs-prod-eu-west-1-node-2"
