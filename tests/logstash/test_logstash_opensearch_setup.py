@@ -8,7 +8,7 @@ import pickle
 from typing import Any
 
 import pytest
-from conftest import LOGSTASH_DIR, SearchStandIn
+from logstash_support import LOGSTASH_DIR, SearchStandIn
 
 from infra.opensearch_setup import (
     BootstrapError,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import LOGSTASH_DIR
+from logstash_support import LOGSTASH_DIR
 from lsconf import Plugin, parse
 
 DATA_DIR = "/usr/share/logstash/data"
