@@ -107,11 +107,11 @@ def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--logs", type=Path, required=True, help="a node's log folder or an archive root"
     )
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--named", type=Named, choices=list(Named), help="a built-in query")
+    what.add_argument("--named", choices=[n.value for n in Named], help="a built-in query")
     what.add_argument("--sql", help="a SELECT against the read-only `logs` view")
     parser.add_argument("--since", type=_argtype(parse_instant), help="ISO time or 15m/1h/2d ago")
     parser.add_argument("--until", type=_argtype(parse_instant), help="ISO time or 15m/1h/2d ago")
-    parser.add_argument("--format", type=Format, choices=list(Format), default=Format.TABLE)
+    parser.add_argument("--format", choices=[f.value for f in Format], default=Format.TABLE.value)
     parser.add_argument(
         "--threshold",
         type=_argtype(_positive_int),
@@ -126,8 +126,8 @@ def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _query(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from agent.discover import Window
-    from agent.named import NAMED_SQL, named_parameters
-    from agent.output import write_rows
+    from agent.named import NAMED_SQL, Named, named_parameters
+    from agent.output import Format, write_rows
     from agent.query import QueryError, run_query
 
     if not args.logs.is_dir():
@@ -135,7 +135,7 @@ def _query(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.since and args.until and args.until <= args.since:
         parser.error("--until must be after --since")
     if args.named is not None:
-        sql = NAMED_SQL[args.named]
+        sql = NAMED_SQL[Named(args.named)]
         parameters = named_parameters(sql, args.limit, args.threshold)
     else:
         sql, parameters = args.sql, {}
@@ -144,7 +144,7 @@ def _query(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except QueryError as error:
         sys.stderr.write(f"query: error: {error}\n")
         return 1
-    write_rows(sys.stdout, result.columns, result.rows, args.format)
+    write_rows(sys.stdout, result.columns, result.rows, Format(args.format))
     return 0
 
 
