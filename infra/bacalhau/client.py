@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 JOBS_PATH = "/api/v1/orchestrator/jobs"
+NODES_PATH = "/api/v1/orchestrator/nodes"
 DEFAULT_RETRY_BUDGET = 60.0
 # (connect, read) seconds: connecting to a healthy orchestrator is fast; a submission may not be.
 DEFAULT_TIMEOUT = (5.0, 30.0)
@@ -65,6 +66,25 @@ class BacalhauClient:
 
     def stop_job(self, job_id: str, reason: str) -> None:
         self._request("DELETE", f"{JOBS_PATH}/{job_id}", params={"reason": reason})
+
+    def list_executions(self, job_id: str) -> list[dict[str, Any]]:
+        """Every execution of the job, across versions and pages, oldest first."""
+        return self._paged(f"{JOBS_PATH}/{job_id}/executions", "Items", {"order_by": "create_time"})
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        """Every node the orchestrator knows (``NodeState`` objects), across pages."""
+        return self._paged(NODES_PATH, "Nodes", {})
+
+    def _paged(self, path: str, key: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        query = dict(params)
+        while True:
+            answer = self._request("GET", path, params=query)
+            items.extend(answer.get(key) or [])
+            token = answer.get("NextToken")
+            if not token:
+                return items
+            query["next_token"] = str(token)
 
     def _request(
         self,

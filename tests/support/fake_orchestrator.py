@@ -11,6 +11,10 @@ Every request's query and body is validated against the published OpenAPI spec w
 (violations answer 400 and are recorded); every 200 answer is validated too. Tests inject
 failures (``fail_next``), executions with outputs, failures and delays (``add_execution``), nodes
 (``add_node``) and out-of-band changes (``set_job_state``, ``forget_job``).
+
+For commands that submit a job and wait for it, ``on_submit`` callbacks see each accepted job (to
+inject its executions), and ``settle_jobs`` lets a job end as the ops scheduler ends one: once
+every execution of its current version is terminal, Completed, or Failed if any failed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,6 +34,7 @@ from infra.bacalhau.spec import SERVER_SET_FIELDS, normalize
 from tests.support.swagger import SwaggerSpec
 
 _TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
+_TERMINAL_EXECUTION = frozenset({"Completed", "Failed", "Cancelled", "BidRejected"})
 _ROUTES = [
     ("GET", "/api/v1/orchestrator/jobs"),
     ("PUT", "/api/v1/orchestrator/jobs"),
@@ -68,6 +74,8 @@ class FakeOrchestrator:
 
     swagger: SwaggerSpec | None = None
     api_key: str | None = None
+    settle_jobs: bool = False
+    on_submit: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
     spec_violations: list[str] = field(default_factory=list)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -155,9 +163,12 @@ class FakeOrchestrator:
         state: str = "Completed",
         delay: float = 0.0,
         error: str = "",
+        stdout_truncated: bool = False,
+        published_result: dict[str, Any] | None = None,
     ) -> str:
         """An execution of ``job_id`` on ``node_id`` that reports Running until ``delay``
-        seconds have passed, then ``state`` with the given output."""
+        seconds have passed, then ``state`` with the given output (and ``published_result``,
+        the publisher's SpecConfig)."""
         job = self.jobs[job_id]
         execution_id = f"e-{uuid.uuid4()}"
         now = time.time_ns()
@@ -176,6 +187,10 @@ class FakeOrchestrator:
         }
         if error:
             payload["RunOutput"]["ErrorMsg"] = error
+        if stdout_truncated:
+            payload["RunOutput"]["StdoutTruncated"] = True
+        if published_result is not None:
+            payload["PublishedResult"] = published_result
         self._executions.setdefault(job_id, []).append(
             _Execution(payload, state, time.monotonic() + delay)
         )
@@ -230,6 +245,8 @@ class FakeOrchestrator:
         if job is None:
             return 404, {"Status": 404, "Message": f"job not found: {params['id']}"}
         if key == ("GET", "/api/v1/orchestrator/jobs/{id}"):
+            if self.settle_jobs:
+                self._settle(job)
             return 200, {"Job": job}
         if key == ("GET", "/api/v1/orchestrator/jobs/{id}/executions"):
             return 200, {"Items": self._execution_payloads(job["ID"])}
@@ -263,6 +280,8 @@ class FakeOrchestrator:
         job["ModifyTime"] = now
         job["State"] = {"StateType": "Running"}
         self.jobs[job["ID"]] = job
+        for callback in self.on_submit:
+            callback(job)
         return 200, {"JobID": job["ID"], "EvaluationID": str(uuid.uuid4()), "Warnings": []}
 
     def _stop_job(self, job: dict[str, Any]) -> tuple[int, Any]:
@@ -272,6 +291,20 @@ class FakeOrchestrator:
         job["State"] = {"StateType": "Stopped", "Message": "stopped by user"}
         job["Revision"] += 1
         return 200, {"EvaluationID": str(uuid.uuid4())}
+
+    def _settle(self, job: dict[str, Any]) -> None:
+        if job["State"]["StateType"] in _TERMINAL:
+            return
+        current = [
+            payload
+            for payload in self._execution_payloads(job["ID"])
+            if payload["JobVersion"] == job["Version"]
+        ]
+        states = [payload["ComputeState"]["StateType"] for payload in current]
+        if states and all(state in _TERMINAL_EXECUTION for state in states):
+            failed = any(state != "Completed" for state in states)
+            job["State"] = {"StateType": "Failed" if failed else "Completed"}
+            job["Revision"] += 1
 
     def _execution_payloads(self, job_id: str) -> list[dict[str, Any]]:
         now = time.monotonic()
