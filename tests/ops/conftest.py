@@ -1,0 +1,90 @@
+"""Fixtures for the operator CLI: a stand-in orchestrator, stack outputs and a fast runtime."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.ops.cli import Runtime, main
+from infra.ops.wait import Polling
+from tests.support.fake_orchestrator import FakeOrchestrator
+from tests.support.swagger import SwaggerSpec
+
+SWAGGER = (
+    Path(__file__).resolve().parents[3] / "shared" / "reference" / "bacalhau" / "swagger-v1.9.3.json"
+)
+AGENT_IMAGE = "registry:5000/agent@sha256:" + "a" * 64
+NODES = {
+    "eu-1": ["bacalhau-logs-dev-eu-1-node-1", "bacalhau-logs-dev-eu-1-node-2"],
+    "us-1": ["bacalhau-logs-dev-us-1-node-1"],
+}
+
+
+def stack_outputs(api_url: str, **changes: Any) -> dict[str, Any]:
+    outputs: dict[str, Any] = {
+        "backend": "docker",
+        "orchestratorApiUrl": api_url,
+        "s3Endpoint": "http://127.0.0.1:9000",
+        "buckets": {region: f"bacalhau-logs-dev-{region}-archive" for region in NODES},
+        "images": {"agent": AGENT_IMAGE, "logstash": "registry:5000/logstash@sha256:" + "b" * 64},
+        "nodes": NODES,
+        "jobs": {},
+    }
+    outputs.update(changes)
+    return {key: value for key, value in outputs.items() if value is not None}
+
+
+@dataclass
+class Cli:
+    """Runs `python -m infra.ops` in process against the stand-in."""
+
+    orchestrator: FakeOrchestrator
+    outputs_path: Path
+    runtime: Runtime
+
+    def write_outputs(self, **changes: Any) -> None:
+        self.outputs_path.write_text(json.dumps(stack_outputs(self.orchestrator.url, **changes)))
+
+    def run(self, *argv: str) -> tuple[int, str, str]:
+        self.runtime.stdout = io.StringIO()
+        self.runtime.stderr = io.StringIO()
+        code = main([*argv, "--outputs", str(self.outputs_path)], self.runtime)
+        return code, self.runtime.stdout.getvalue(), self.runtime.stderr.getvalue()
+
+    def on_submit(self, react: Callable[[dict[str, Any]], None]) -> None:
+        self.orchestrator.on_submit.append(react)
+
+    @property
+    def submitted(self) -> list[dict[str, Any]]:
+        return [r.body["Job"] for r in self.orchestrator.requests if r.method == "PUT"]
+
+
+@pytest.fixture
+def orchestrator() -> Iterator[FakeOrchestrator]:
+    """Every request must conform to the v1.9.3 API spec when it is present."""
+    swagger = SwaggerSpec(SWAGGER) if SWAGGER.exists() else None
+    with FakeOrchestrator(swagger=swagger, settle_jobs=True) as fake:
+        for region, names in NODES.items():
+            for name in names:
+                fake.add_node(name, {"region": region, "host": name})
+        yield fake
+    assert fake.spec_violations == []
+
+
+@pytest.fixture
+def cli(orchestrator: FakeOrchestrator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    monkeypatch.delenv("BACALHAU_API_KEY", raising=False)
+    runtime = Runtime(environ={}, polling=Polling(first=0.02, factor=1.5, longest=0.1))
+    harness = Cli(orchestrator, tmp_path / "outputs.json", runtime)
+    harness.write_outputs()
+    return harness
+
+
+def rows_json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows) + "\n"
