@@ -8,6 +8,7 @@ output was truncated); 4 the job did not finish within --timeout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import sys
@@ -64,8 +65,9 @@ class Runtime:
 def main(argv: Sequence[str] | None = None, runtime: Runtime | None = None) -> int:
     runtime = runtime or Runtime()
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as stop:  # argparse has printed the usage error
+        with contextlib.redirect_stdout(runtime.stdout), contextlib.redirect_stderr(runtime.stderr):
+            args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # argparse has printed the usage error (or --help)
         return int(stop.code or 0)
     handler: Callable[[argparse.Namespace, Runtime], int] = args.handler
     try:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from infra.ops.cli import Runtime, main
 from infra.ops.wait import Polling
@@ -17,7 +18,11 @@ from tests.support.fake_orchestrator import FakeOrchestrator
 from tests.support.swagger import SwaggerSpec
 
 SWAGGER = (
-    Path(__file__).resolve().parents[3] / "shared" / "reference" / "bacalhau" / "swagger-v1.9.3.json"
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "reference"
+    / "bacalhau"
+    / "swagger-v1.9.3.json"
 )
 AGENT_IMAGE = "registry:5000/agent@sha256:" + "a" * 64
 NODES = {
@@ -88,3 +93,21 @@ def cli(orchestrator: FakeOrchestrator, tmp_path: Path, monkeypatch: pytest.Monk
 
 def rows_json(rows: list[dict[str, Any]]) -> str:
     return json.dumps(rows) + "\n"
+
+
+@pytest.fixture
+def make_registered_job(orchestrator: FakeOrchestrator) -> Callable[[str], str]:
+    """Register a daemon job as the stack would; answers its ID."""
+
+    def register(name: str) -> str:
+        job = {
+            "Name": name,
+            "Type": "daemon",
+            "Tasks": [{"Name": "main", "Engine": {"Type": "docker", "Params": {"Image": "x"}}}],
+        }
+        answer = requests.put(f"{orchestrator.url}/api/v1/orchestrator/jobs", json={"Job": job})
+        job_id: str = answer.json()["JobID"]
+        orchestrator.requests.clear()
+        return job_id
+
+    return register

@@ -25,9 +25,7 @@ def test_no_flags_scope_every_region_and_no_host():
 
 def test_regions_become_one_in_constraint_without_duplicates():
     scope = resolve_scope(REGIONS, ["us-1", "eu-1", "us-1"], [], NODES)
-    assert scope.constraints() == [
-        {"Key": "region", "Operator": "in", "Values": ["us-1", "eu-1"]}
-    ]
+    assert scope.constraints() == [{"Key": "region", "Operator": "in", "Values": ["us-1", "eu-1"]}]
 
 
 def test_hosts_add_a_host_label_constraint_and_narrow_regions_to_theirs():
