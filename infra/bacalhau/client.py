@@ -44,6 +44,9 @@ class BacalhauClient:
     retry_budget: float = DEFAULT_RETRY_BUDGET
     timeout: tuple[float, float] = DEFAULT_TIMEOUT
     sleep: Callable[[float], None] = time.sleep
+    # A CA file to verify the orchestrator's certificate against (a self-hosted orchestrator's
+    # self-signed one); None verifies against the system's trusted CAs. Never disables checks.
+    ca_bundle: str | None = None
 
     def put_job(self, job: Mapping[str, Any], namespace: str | None, force: bool) -> str:
         """Submit ``job``; Bacalhau upserts by namespace and Name. Returns the job ID."""
@@ -111,7 +114,7 @@ class BacalhauClient:
                     params=params,
                     headers=headers,
                     timeout=timeout,
-                    verify=True,
+                    verify=self.ca_bundle or True,
                 )
             except (requests.ConnectionError, requests.Timeout) as error:
                 problem = f"cannot reach the orchestrator: {error.__class__.__name__}"

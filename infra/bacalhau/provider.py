@@ -13,6 +13,10 @@
 The API key comes, in this order, from the resource's secret ``api_key`` input, the
 ``BACALHAU_API_KEY`` environment variable, or the ``orchestratorApiKey`` stack config. It is never
 an output, and the provider object (pickled into the state) never holds it.
+
+With ``ca_source`` (a self-hosted orchestrator), the orchestrator's self-signed certificate is read
+from its SSM parameter at each operation (waiting a bounded time while it boots) and TLS is
+verified against it; without it, against the system's trusted CAs.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from infra.bacalhau.spec import (
     same_spec,
     validate,
 )
+from infra.bacalhau.trust import CaSource, ca_file, read_ca
 
 API_KEY_ENV = "BACALHAU_API_KEY"
 API_KEY_CONFIG = "orchestratorApiKey"
@@ -135,8 +140,13 @@ class BacalhauJobProvider(ResourceProvider):
 
     def _client(self, props: Mapping[str, Any]) -> BacalhauClient:
         api_key = props.get("api_key") or os.environ.get(API_KEY_ENV) or self._configured_api_key
+        ca = props.get("ca_source")
+        ca_bundle = ca_file(read_ca(CaSource(**ca))) if ca else None
         return BacalhauClient(
-            endpoint=str(props["endpoint"]), api_key=api_key, retry_budget=self.retry_budget
+            endpoint=str(props["endpoint"]),
+            api_key=api_key,
+            retry_budget=self.retry_budget,
+            ca_bundle=ca_bundle,
         )
 
     def _outputs(
@@ -155,6 +165,8 @@ class BacalhauJobArgs:
     spec: pulumi.Input[Mapping[str, Any]]
     namespace: pulumi.Input[str] | None = None
     api_key: pulumi.Input[str] | None = None
+    # Where a self-hosted orchestrator publishes its certificate; None trusts the system's CAs.
+    ca_source: CaSource | None = None
 
 
 class BacalhauJob(pulumi.dynamic.Resource, module="bacalhau", name="Job"):
@@ -184,6 +196,12 @@ class BacalhauJob(pulumi.dynamic.Resource, module="bacalhau", name="Job"):
         }
         if args.api_key is not None:
             props["api_key"] = pulumi.Output.secret(args.api_key)
+        if args.ca_source is not None:
+            # Public data (an SSM parameter name and region); kept so refresh and delete verify too.
+            props["ca_source"] = {
+                "parameter": args.ca_source.parameter,
+                "region": args.ca_source.region,
+            }
         super().__init__(provider or BacalhauJobProvider(), name, props, opts)
 
 
