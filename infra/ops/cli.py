@@ -42,6 +42,7 @@ from infra.ops.scope import (
     resolve_scope,
     resolve_window,
 )
+from infra.ops.states import job_state
 from infra.ops.wait import JobTimeout, JobVanished, Polling, wait_for_job
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_TIMEOUT = 0, 1, 2, 3, 4
@@ -134,10 +135,12 @@ def _query(args: argparse.Namespace, runtime: Runtime) -> int:
         queries_dir=runtime.queries_dir,
     )
     client = _client(outputs, args.timeout, runtime)
-    executions, region_of, nodes = _run(client, job, args.timeout, runtime)
+    executions, region_of, nodes, job_problem = _run(client, job, args.timeout, runtime)
     outcomes = outcomes_of(executions, region_of)
     expected, why = _expected_nodes(scope, outputs, nodes)
     outcomes += missing_outcomes(expected, outcomes, why)
+    if not outcomes:
+        outcomes = [NodeOutcome("-", ",".join(scope.regions), problem=job_problem)]
     return _report(outcomes, args.format, runtime)
 
 
@@ -159,7 +162,7 @@ def _archive(args: argparse.Namespace, runtime: Runtime) -> int:
         archive=target,
         queries_dir=runtime.queries_dir,
     )
-    executions, region_of, _ = _run(client, job, args.timeout, runtime)
+    executions, region_of, _, job_problem = _run(client, job, args.timeout, runtime)
     s3 = runtime.s3_client(outputs.s3_endpoint, target.s3_region)
 
     def read_published(published: Mapping[str, Any]) -> str | None:
@@ -168,7 +171,7 @@ def _archive(args: argparse.Namespace, runtime: Runtime) -> int:
 
     outcomes = outcomes_of(executions, region_of, read_published)
     if not outcomes:
-        outcomes = [NodeOutcome("-", args.region, problem="no execution was scheduled")]
+        outcomes = [NodeOutcome("-", args.region, problem=job_problem)]
     return _report(outcomes, args.format, runtime)
 
 
@@ -202,15 +205,18 @@ def _client(outputs: StackOutputs, timeout: float, runtime: Runtime) -> Bacalhau
 
 def _run(
     client: BacalhauClient, job: dict[str, Any], timeout: float, runtime: Runtime
-) -> tuple[list[dict[str, Any]], dict[str, str], list[dict[str, Any]]]:
-    """Submit, wait, and answer the executions, each node's region and the node list."""
+) -> tuple[list[dict[str, Any]], dict[str, str], list[dict[str, Any]], str]:
+    """Submit and wait; answer the executions, each node's region, the node list, and what the
+    job's final state says (the only explanation when no execution was scheduled)."""
     job_id = client.put_job(job, None, force=False)
     runtime.stderr.write(f"submitted {job['Name']} as job {job_id}\n")
     finished = wait_for_job(client, job_id, timeout, runtime.stderr, runtime.polling)
     nodes = client.list_nodes()
     labelled = {status.node_name(n): status.node_region(n, {}) for n in nodes}
     region_of = {name: region for name, region in labelled.items() if region != "?"}
-    return finished.executions, region_of, nodes
+    state = finished.job.get("State") or {}
+    job_problem = f"no execution; job {job_state(finished.job)}: {state.get('Message') or '-'}"
+    return finished.executions, region_of, nodes, job_problem
 
 
 def _archive_target(

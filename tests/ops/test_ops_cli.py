@@ -188,3 +188,16 @@ def test_status_lists_nodes_by_region_and_registered_jobs(cli: Cli, make_registe
     code, table, _ = cli.run("status")
     assert code == 0
     assert table.startswith("Nodes\nregion") and "\nJobs\nregion" in table
+
+
+def test_job_that_matched_no_node_is_a_failure_not_an_empty_table(cli: Cli):
+    def no_nodes(job: dict[str, object]) -> None:
+        cli.orchestrator.set_job_state(str(job["ID"]), "Failed", "no matching nodes")
+
+    cli.on_submit(no_nodes)
+    cli.write_outputs(nodes=None)
+    cli.orchestrator._nodes.clear()
+    code, out, err = cli.run("query", "error-analysis", "--format", "json")
+    assert code == 3
+    assert json.loads(out) == []
+    assert "FAILED: no execution; job Failed: no matching nodes" in err
