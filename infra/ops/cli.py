@@ -177,10 +177,13 @@ def _archive(args: argparse.Namespace, runtime: Runtime) -> int:
 
 def _status(args: argparse.Namespace, runtime: Runtime) -> int:
     outputs = load_outputs(args.outputs, args.stack)
-    jobs = outputs.jobs()
     client = _client(outputs, args.timeout, runtime)
     nodes = status.node_rows(client.list_nodes(), _region_of_outputs(outputs))
-    job_rows = status.job_rows(client, jobs)
+    job_rows: list[list[Any]] = []
+    try:
+        job_rows = status.job_rows(client, outputs.jobs())
+    except OutputsError as error:  # nodes are still worth showing
+        runtime.stderr.write(f"warning: {error}\n")
     if args.format is Format.TABLE:
         runtime.stdout.write("Nodes\n")
         write_rows(runtime.stdout, status.NODE_COLUMNS, nodes, Format.TABLE)

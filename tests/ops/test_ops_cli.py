@@ -201,3 +201,11 @@ def test_job_that_matched_no_node_is_a_failure_not_an_empty_table(cli: Cli):
     assert code == 3
     assert json.loads(out) == []
     assert "FAILED: no execution; job Failed: no matching nodes" in err
+
+
+def test_status_without_jobs_output_still_lists_nodes(cli: Cli):
+    cli.write_outputs(jobs=None)
+    code, out, err = cli.run("status", "--format", "csv")
+    assert code == 0
+    assert len(list(csv.reader(io.StringIO(out)))) == 1 + 3
+    assert "stack output 'jobs' is missing" in err
