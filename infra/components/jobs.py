@@ -12,6 +12,7 @@ import pulumi
 from infra.bacalhau.provider import BacalhauJob, BacalhauJobArgs
 from infra.bacalhau.spec import without_missing_env_references
 from infra.bacalhau.templates import render_job_file
+from infra.bacalhau.trust import CaSource
 
 JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
 
@@ -38,6 +39,12 @@ class RegionJobsArgs:
     # The canary region's RegionJobs (or its jobs): this region's job updates wait for them.
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
     jobs_dir: Path = JOBS_DIR
+    # How Logstash authenticates to OpenSearch: "aws_iam" (SigV4 with the node's role, for the
+    # domain in ``opensearch_region``) or "" (basic auth when the node defines a user, else none).
+    opensearch_auth: str = ""
+    opensearch_region: str = ""
+    # Where a self-hosted orchestrator publishes its certificate, to verify its API's TLS.
+    orchestrator_ca: CaSource | None = None
 
 
 class RegionJobs(pulumi.ComponentResource):
@@ -82,7 +89,10 @@ class RegionJobs(pulumi.ComponentResource):
         return BacalhauJob(
             f"{self._name}-{suffix}",
             BacalhauJobArgs(
-                endpoint=self._args.orchestrator_endpoint, spec=spec, api_key=self._args.api_key
+                endpoint=self._args.orchestrator_endpoint,
+                spec=spec,
+                api_key=self._args.api_key,
+                ca_source=self._args.orchestrator_ca,
             ),
             pulumi.ResourceOptions(parent=self, depends_on=list(self._args.depends_on)),
         )
@@ -97,6 +107,8 @@ class RegionJobs(pulumi.ComponentResource):
             "s3_endpoint": args.s3_endpoint,
             "s3_region": args.s3_region,
             "opensearch_url": args.opensearch_url,
+            "opensearch_auth": args.opensearch_auth,
+            "opensearch_region": args.opensearch_region,
             "agent_image": args.agent_image,
             "logstash_image": args.logstash_image,
             "aggregate_duration": args.aggregate_duration,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from infra.bacalhau.trust import CaSource
 from infra.components.jobs import RegionJobs, RegionJobsArgs, canary_dependencies
 from infra.opensearch_setup import SearchBootstrap, SearchBootstrapArgs
 from infra.paths import LOGSTASH_DIR
@@ -22,6 +23,9 @@ class RegionEndpoints:
     s3_endpoint: pulumi.Input[str]
     s3_region: str
     opensearch_url: pulumi.Input[str]
+    # "aws_iam": Logstash signs its OpenSearch requests (SigV4) for ``opensearch_region``.
+    opensearch_auth: str = ""
+    opensearch_region: str = ""
 
 
 @dataclass(frozen=True)
@@ -39,12 +43,14 @@ def declare_region_jobs(
     endpoints: Mapping[str, RegionEndpoints],
     node_env: frozenset[str],
     after: Mapping[str, Sequence[pulumi.Resource]] | None = None,
+    orchestrator_ca: CaSource | None = None,
 ) -> dict[str, RegionJobs]:
     """One RegionJobs per region; with a canary region, every other region's jobs wait for it.
 
     ``node_env`` names the ``env:`` variables the backend's nodes define. ``after`` maps a
     region to resources its jobs wait for (its compute nodes, say), so that a job is not
-    submitted before the nodes that run it are being created.
+    submitted before the nodes that run it are being created. ``orchestrator_ca`` says where a
+    self-hosted orchestrator publishes the certificate its API's TLS is verified against.
     """
     waits_for = canary_dependencies(settings.region_names, settings.jobs.canary_region)
     declared: dict[str, RegionJobs] = {}
@@ -62,6 +68,9 @@ def declare_region_jobs(
                 s3_endpoint=region_endpoints.s3_endpoint,
                 s3_region=region_endpoints.s3_region,
                 opensearch_url=region_endpoints.opensearch_url,
+                opensearch_auth=region_endpoints.opensearch_auth,
+                opensearch_region=region_endpoints.opensearch_region,
+                orchestrator_ca=orchestrator_ca,
                 agent_image=images.agent,
                 logstash_image=images.logstash,
                 aggregate_duration=settings.jobs.aggregate_duration_seconds,
@@ -97,8 +106,12 @@ def declare_search_bootstrap(
     retention_days: int,
     username: pulumi.Input[str] | None = None,
     password: pulumi.Input[str] | None = None,
+    aws_region: str | None = None,
+    writer_role_arns: pulumi.Input[list[str]] | None = None,
     opts: pulumi.ResourceOptions | None = None,
 ) -> SearchBootstrap:
+    """With ``aws_region``, requests are SigV4-signed for that region (AWS OpenSearch Service);
+    ``writer_role_arns`` are the IAM roles mapped to the metrics writer role (FGAC)."""
     templates, dashboards = search_content()
     return SearchBootstrap(
         name,
@@ -110,6 +123,8 @@ def declare_search_bootstrap(
             metrics_retention_days=retention_days,
             username=username,
             password=password,
+            aws_region=aws_region,
+            writer_role_arns=writer_role_arns,
         ),
         opts,
     )

@@ -22,6 +22,8 @@ SAMPLE_VALUES = {
     "s3_endpoint": "http://storage:9000",
     "s3_region": "us-east-1",
     "opensearch_url": "http://opensearch:9200",
+    "opensearch_auth": "",
+    "opensearch_region": "",
     "agent_image": "registry:5000/agent@sha256:" + "a" * 64,
     "logstash_image": "registry:5000/logstash@sha256:" + "b" * 64,
     "aggregate_duration": 60,

@@ -19,6 +19,8 @@ CONTRACT_VARIABLES = {
     "s3_endpoint",
     "s3_region",
     "opensearch_url",
+    "opensearch_auth",
+    "opensearch_region",
     "agent_image",
     "logstash_image",
     "aggregate_duration",

@@ -26,6 +26,8 @@ PIPELINE_ENV = {
     "OPENSEARCH_URL",
     "OPENSEARCH_USER",
     "OPENSEARCH_PASSWORD",
+    "OPENSEARCH_AUTH",
+    "OPENSEARCH_REGION",
 }
 
 
@@ -141,6 +143,7 @@ def test_metrics_go_to_opensearch_with_credentials_only_from_the_environment(
     authenticated = [p for p in outputs if "user" in p.settings]
     assert len(authenticated) == 1
     auth = authenticated[0]
+    assert "auth_type" not in auth.settings
     assert auth.settings["user"] == "${OPENSEARCH_USER:}"
     assert auth.settings["password"] == "${OPENSEARCH_PASSWORD:}"
     assert auth.settings["ssl_certificate_verification"] is True
@@ -225,3 +228,43 @@ def test_dashboard_objects_reference_each_other_and_mapped_fields() -> None:
         source = json.loads(vis["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
         metric = source["query"]["query"].removeprefix("metric:")
         assert metric in {"summary", "status"} or re.search(rf"\b{metric}\b", script), metric
+
+
+def test_aws_iam_auth_signs_with_the_node_role_for_the_domains_region(
+    plugins: dict[str, list[Plugin]],
+) -> None:
+    outputs = [p for p in plugins["metrics"] if p.section == "output"]
+    signed = [p for p in outputs if "auth_type" in p.settings]
+    assert len(signed) == 1
+    (aws_iam,) = signed
+    assert aws_iam.settings["auth_type"] == {
+        "type": "aws_iam",
+        "region": "${OPENSEARCH_REGION}",
+        "service_name": "es",
+    }
+    # Keys would be credential literals or env plumbing: the default chain (instance role) only.
+    assert not CREDENTIAL_SETTINGS & aws_iam.settings.keys()
+    assert not {"aws_access_key_id", "aws_secret_access_key"} & aws_iam.settings["auth_type"].keys()
+    assert aws_iam.settings["ssl_certificate_verification"] is True
+    assert '[@metadata][opensearch_auth]=="aws_iam"' in squeezed(aws_iam.conditions)
+    # The aws_iam branch comes first, so a node with a user defined still signs on AWS.
+    for other in outputs:
+        if other is not aws_iam:
+            assert 'not([@metadata][opensearch_auth]=="aws_iam")' in squeezed(other.conditions)
+
+
+def test_auth_choice_reads_the_mode_and_user_from_the_environment(
+    plugins: dict[str, list[Plugin]],
+) -> None:
+    choice = next(p for p in plugins["metrics"] if p.settings.get("id") == "opensearch-auth-choice")
+    assert choice.settings["add_field"] == {
+        "[@metadata][opensearch_auth]": "${OPENSEARCH_AUTH:}",
+        "[@metadata][opensearch_user]": "${OPENSEARCH_USER:}",
+    }
+
+
+def test_logstash_job_passes_the_auth_mode_and_region() -> None:
+    job = yaml.safe_load((LOGSTASH_DIR.parent / "jobs" / "logstash.yaml").read_text())
+    env = job["Tasks"][0]["Env"]
+    assert env["OPENSEARCH_AUTH"] == "{{.opensearch_auth}}"
+    assert env["OPENSEARCH_REGION"] == "{{.opensearch_region}}"
