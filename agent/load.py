@@ -66,19 +66,19 @@ def _insert_lines(
 ) -> int:
     """Parse NDJSON files into `table`; returns the number of malformed lines.
 
-    Malformed lines are inserted with a NULL time and then deleted, so parsing is one pass.
+    Malformed lines are inserted with a NULL time and then deleted (valid rows always have a
+    time), so parsing is a single pass with no staging copy.
     """
-    run(con, f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT * FROM {table} LIMIT 0")
     run(
         con,
-        f"INSERT INTO _staged SELECT {_EVENT_SQL} FROM ("
+        f"INSERT INTO {table} SELECT {_EVENT_SQL} FROM ("
         f"SELECT try(json_transform_strict(line, '{_JSON_SHAPE}')) AS e "
         f"FROM read_csv({_sql_list(paths)}, {_LINES_OPTIONS % compression}) "
         "WHERE line IS NOT NULL AND trim(line) <> '')",
     )
-    malformed = _scalar(con, "SELECT count(*) FROM _staged WHERE time_local IS NULL")
-    run(con, f"INSERT INTO {table} SELECT * FROM _staged WHERE time_local IS NOT NULL")
-    run(con, "DROP TABLE _staged")
+    malformed = _scalar(con, f"SELECT count(*) FROM {table} WHERE time_local IS NULL")
+    if malformed:
+        run(con, f"DELETE FROM {table} WHERE time_local IS NULL")
     return malformed
 
 

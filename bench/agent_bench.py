@@ -11,6 +11,7 @@ import gzip
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -28,15 +29,25 @@ sys.path.insert(0, str(REPO))
 from agent.generate import backfill_lines  # noqa: E402
 from agent.times import parse_instant  # noqa: E402
 
+CPU_SECONDS: dict[str, float] = {}
+
 
 def _timed(command: list[str], repeat: int) -> tuple[float, str]:
-    """Median wall time of `command` and its stdout (from the last run)."""
-    times, stdout = [], ""
+    """Median wall time of `command` and its stdout (from the last run).
+
+    The median CPU time (user + sys) is kept in CPU_SECONDS too: the machine is shared, and
+    CPU time is less disturbed by other load than wall time.
+    """
+    times, cpu, stdout = [], [], ""
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
         times.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         stdout = result.stdout
+    CPU_SECONDS[" ".join(command[3:])] = statistics.median(cpu)
     return statistics.median(times), stdout
 
 
@@ -58,6 +69,7 @@ def machine() -> dict[str, str]:
         "cpu": model,
         "python": platform.python_version(),
         "duckdb": duckdb.__version__,
+        "loadavg_at_start": " ".join(f"{v:.2f}" for v in os.getloadavg()),
     }
 
 
@@ -156,6 +168,8 @@ def main() -> None:
     truth = int(data_log.split("raw: ", 1)[1].split(" events", 1)[0])
     results["node_folder"] = bench_node_folder(args.repeat, truth)
     results["archive"] = bench_archive(args.repeat)
+    results["query_cpu_seconds"] = CPU_SECONDS
+    results["loadavg_at_end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(json.dumps(results, indent=2, default=str))
 
 
