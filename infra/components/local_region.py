@@ -104,6 +104,11 @@ class LocalRegion(pulumi.ComponentResource):
             envs=secret_env(
                 LOGS_S3_ACCESS_KEY_ID=args.s3_access_key,
                 LOGS_S3_SECRET_ACCESS_KEY=args.s3_secret_key,
+                # Bacalhau's own S3 input source and publisher (batch queries over the archive)
+                # use the node's standard AWS credential chain, here aimed at MinIO.
+                AWS_ACCESS_KEY_ID=args.s3_access_key,
+                AWS_SECRET_ACCESS_KEY=args.s3_secret_key,
+                AWS_REGION="us-east-1",
             ),
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=volume.name, container_path=path)

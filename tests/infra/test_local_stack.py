@@ -257,3 +257,13 @@ def test_dashboards_and_templates_installed_by_the_stack(dev: StackRun) -> None:
     assert bootstrap.inputs["dashboards_url"] == "http://127.0.0.1:5601"
     assert bootstrap.inputs["templates"], "index templates from logstash/templates"
     assert '"type":"dashboard"' in bootstrap.inputs["dashboards_ndjson"].replace(" ", "")
+
+
+def test_nodes_hold_minio_credentials_for_jobs_and_bacalhau_s3(dev: StackRun) -> None:
+    minio = dict(
+        entry.split("=", 1) for entry in unwrap(dev.named("storage-container").inputs["envs"])
+    )
+    for node in compute_nodes(dev):
+        env = dict(entry.split("=", 1) for entry in unwrap(node.inputs["envs"]))
+        assert env["LOGS_S3_ACCESS_KEY_ID"] == env["AWS_ACCESS_KEY_ID"] == minio["MINIO_ROOT_USER"]
+        assert env["AWS_SECRET_ACCESS_KEY"] == minio["MINIO_ROOT_PASSWORD"]
