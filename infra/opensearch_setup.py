@@ -3,13 +3,17 @@
 `SearchBootstrap` is a dynamic resource whose provider, on create and on every content change:
   * PUTs each index template (`PUT /_index_template/<name>`),
   * PUTs the ISM policy that deletes metric indices after the retention period,
-  * imports the dashboards' saved objects (`POST /api/saved_objects/_import?overwrite=true`).
+  * imports the dashboards' saved objects (`POST /api/saved_objects/_import?overwrite=true`),
+  * with `writer_role_arns` (fine-grained access control on AWS), PUTs the `bacalhau_logs_writer`
+    security role (write to the metric indices only) and maps those IAM role ARNs to it.
 Every call is idempotent, so an update simply runs them all again. Deleting the resource leaves
 the templates, policy and dashboards in place: they hold no state of their own and removing a
 dashboard users may have edited is not the stack's call.
 
-Credentials arrive as (secret) inputs on each call; the provider object, which Pulumi pickles
-into the state, holds none, and the outputs carry only URLs, names and a content digest.
+Authentication: basic auth from (secret) inputs, or, with `aws_region`, every request SigV4-signed
+(service `es`) with the deployer's default AWS credential chain, read at call time. The provider
+object, which Pulumi pickles into the state, holds no credentials, and the outputs carry only
+URLs, names and a content digest.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 import requests
+import requests.auth
 
 METRICS_INDEX_PATTERN = "bacalhau-logs-metrics-*"
 ISM_POLICY_ID = "bacalhau-logs-metrics-retention"
+WRITER_ROLE = "bacalhau_logs_writer"
+SIGV4_SERVICE = "es"
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
 
@@ -52,6 +59,10 @@ class BootstrapSpec:
     retention_days: int
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    # Sign requests with SigV4 for this region (an AWS OpenSearch Service domain's).
+    aws_region: str | None = None
+    # IAM role ARNs mapped to WRITER_ROLE (FGAC backend roles); empty: no security calls.
+    writer_role_arns: tuple[str, ...] = ()
 
     @classmethod
     def from_props(cls, props: Mapping[str, Any]) -> BootstrapSpec:
@@ -66,6 +77,8 @@ class BootstrapSpec:
             retention_days=retention,
             username=props.get("username") or None,
             password=props.get("password") or None,
+            aws_region=props.get("aws_region") or None,
+            writer_role_arns=tuple(sorted(set(props.get("writer_role_arns") or ()))),
         )
 
     def digest(self) -> str:
@@ -77,6 +90,8 @@ class BootstrapSpec:
                 "templates": dict(sorted(self.templates.items())),
                 "dashboards": self.dashboards_ndjson,
                 "ism": ism_policy(self.retention_days),
+                "aws_region": self.aws_region,
+                "writer_role_arns": list(self.writer_role_arns),
             },
             sort_keys=True,
         )
@@ -107,11 +122,59 @@ def ism_policy(retention_days: int) -> dict[str, Any]:
     }
 
 
+def writer_role() -> dict[str, Any]:
+    """Write the metric indices (bulk, create, mapping updates), read cluster health: no more."""
+    return {
+        "description": "bacalhau-logs compute nodes: write edge metrics",
+        "cluster_permissions": ["cluster_monitor", "cluster_composite_ops"],
+        "index_permissions": [
+            {
+                "index_patterns": [METRICS_INDEX_PATTERN],
+                "allowed_actions": ["crud", "create_index", "indices:admin/mapping/put"],
+            }
+        ],
+    }
+
+
+class SigV4Auth(requests.auth.AuthBase):
+    """Signs each prepared request with botocore's SigV4 signer and the default credential chain
+    (environment, profile, SSO, instance role...), so nothing is stored or passed around."""
+
+    def __init__(self, region: str, service: str = SIGV4_SERVICE) -> None:
+        self.region = region
+        self.service = service
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        import botocore.session  # deferred: only AWS stacks sign
+        from botocore.auth import SigV4Auth as BotocoreSigV4
+        from botocore.awsrequest import AWSRequest
+
+        credentials = botocore.session.Session().get_credentials()
+        if credentials is None:
+            raise BootstrapError(
+                "no AWS credentials found to sign OpenSearch requests (SigV4); configure the "
+                "same credentials `pulumi up` uses for AWS"
+            )
+        body = request.body
+        if isinstance(body, str):
+            body = body.encode()
+        signed = AWSRequest(
+            method=request.method, url=request.url, data=body, headers=dict(request.headers)
+        )
+        BotocoreSigV4(credentials.get_frozen_credentials(), self.service, self.region).add_auth(
+            signed
+        )
+        request.headers.update(dict(signed.headers.items()))
+        return request
+
+
 class _Client:
     def __init__(self, spec: BootstrapSpec, retry: RetryPolicy) -> None:
         self._retry = retry
         self._session = requests.Session()
-        if spec.username:
+        if spec.aws_region:
+            self._session.auth = SigV4Auth(spec.aws_region)
+        elif spec.username:
             self._session.auth = (spec.username, spec.password or "")
 
     def request(
@@ -151,12 +214,15 @@ def bootstrap(spec: BootstrapSpec, retry: RetryPolicy | None = None) -> dict[str
             headers={"Content-Type": "application/json"},
         )
     _put_ism_policy(client, spec)
+    if spec.writer_role_arns:
+        _map_writer_role(client, spec)
     imported = _import_dashboards(client, spec)
     return {
         "opensearch_url": spec.opensearch_url,
         "dashboards_url": spec.dashboards_url,
         "template_names": sorted(spec.templates),
         "ism_policy_id": ISM_POLICY_ID,
+        "writer_role_arns": list(spec.writer_role_arns),
         "metrics_retention_days": spec.retention_days,
         "imported_objects": imported,
         "digest": spec.digest(),
@@ -172,6 +238,20 @@ def _put_ism_policy(client: _Client, spec: BootstrapSpec) -> None:
         current = existing.json()
         params = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
     client.request("PUT", url, params=params, json=ism_policy(spec.retention_days))
+
+
+def _map_writer_role(client: _Client, spec: BootstrapSpec) -> None:
+    # PUT replaces the role and its whole mapping, so the declared ARNs are exactly who writes.
+    security = f"{spec.opensearch_url}/_plugins/_security/api"
+    client.request("PUT", f"{security}/roles/{WRITER_ROLE}", json=writer_role())
+    client.request(
+        "PUT",
+        f"{security}/rolesmapping/{WRITER_ROLE}",
+        json={
+            "description": "bacalhau-logs compute node roles",
+            "backend_roles": list(spec.writer_role_arns),
+        },
+    )
 
 
 def _import_dashboards(client: _Client, spec: BootstrapSpec) -> int:
@@ -226,6 +306,8 @@ class SearchBootstrapArgs:
     metrics_retention_days: pulumi.Input[int] = 14
     username: pulumi.Input[str] | None = None
     password: pulumi.Input[str] | None = None
+    aws_region: str | None = None
+    writer_role_arns: pulumi.Input[list[str]] | None = None
 
 
 class SearchBootstrap(pulumi.dynamic.Resource):
@@ -246,6 +328,8 @@ class SearchBootstrap(pulumi.dynamic.Resource):
             "metrics_retention_days": args.metrics_retention_days,
             "username": pulumi.Output.secret(args.username) if args.username else None,
             "password": pulumi.Output.secret(args.password) if args.password else None,
+            "aws_region": args.aws_region,
+            "writer_role_arns": args.writer_role_arns,
             "digest": None,
             "imported_objects": None,
             "template_names": None,

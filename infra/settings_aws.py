@@ -84,6 +84,10 @@ class AwsSettings(StrictModel):
     # Who may call the self-hosted orchestrator's API (port 1234) directly; empty means only
     # through an SSM port forward. The internet as a whole is never allowed.
     api_allowed_cidrs: tuple[str, ...] = ()
+    # Whether `pulumi up` registers the Bacalhau jobs. It calls the orchestrator's API from where
+    # it runs, so a self-hosted orchestrator then needs that address in apiAllowedCidrs; false
+    # leaves the jobs to `bacalhau job run` (e.g. over an SSM port forward).
+    register_jobs: bool = True
     # IAM principals (besides the compute nodes' roles) that OpenSearch lets in, e.g. the CI
     # role that imports dashboards; the deploying identity is always added.
     search_admin_arns: tuple[str, ...] = ()

@@ -9,13 +9,11 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_random as random
 
 from infra import aws_policies
 from infra.settings_aws import OpenSearchSettings
 from infra.versions import OPENSEARCH_SERVICE_ENGINE
 
-MASTER_USER = "bacalhau-logs-admin"
 TLS_POLICY = "Policy-Min-TLS-1-2-PFS-2023-10"
 _DOMAIN_NAME = re.compile(r"^[a-z][a-z0-9-]{2,27}$")
 
@@ -39,17 +37,30 @@ class SearchDomainArgs:
     search: OpenSearchSettings
     stack: str
     account_id: str
+    # The deploying identity's IAM role or user ARN (not an STS session ARN): FGAC's master user.
+    master_user_arn: str
     admin_arns: Sequence[str]
 
 
 class SearchDomain(pulumi.ComponentResource):
-    """Creates a generated master password and an OpenSearch Service domain: encryption at rest,
-    node-to-node encryption, HTTPS only with a TLS 1.2+ policy, fine-grained access control with
-    an internal master user, zone awareness when it has more than one node, and an access policy
-    that lets in only this stack's compute nodes (by role tag) and the named admins.
+    """Creates an OpenSearch Service domain: encryption at rest, node-to-node encryption, HTTPS
+    only with a TLS 1.2+ policy, fine-grained access control (FGAC), zone awareness when it has
+    more than one node, and an access policy that lets in only this stack's compute nodes (by
+    role tag) and the named admins.
 
-    Outputs ``url``, ``dashboards_url``, ``master_user`` and ``master_password`` (secret) for the
-    resource that installs index templates, ISM retention and dashboards.
+    Access design. Two gates, both keyed on IAM identities, so every request is SigV4-signed and
+    no password exists anywhere:
+      1. the domain's access policy (IAM): the stack's node roles (by tag) and the admins only;
+      2. FGAC (OpenSearch security): the deploying identity is the master user
+         (``master_user_arn``, no internal user database), so it holds ``all_access`` and
+         ``security_manager``. The stack's ``SearchBootstrap`` signs as that identity and
+         creates the ``bacalhau_logs_writer`` role (write to ``bacalhau-logs-metrics-*`` only)
+         mapped to the node role ARNs as backend roles; nodes can do nothing else.
+    People reach Dashboards as one of ``aws.searchAdminArns`` through a SigV4-signing proxy, or
+    after adding SAML/Cognito and their own role mappings; the master user can map more roles.
+    Changing who deploys changes the master user (an in-place domain update).
+
+    Outputs ``url``, ``dashboards_url``, ``domain_arn`` and ``region`` for the bootstrap.
     """
 
     def __init__(
@@ -58,18 +69,6 @@ class SearchDomain(pulumi.ComponentResource):
         super().__init__("bacalhau-logs:aws:SearchDomain", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         search = args.search
-        password = random.RandomPassword(
-            f"{name}-master-password",
-            length=32,
-            min_lower=1,
-            min_upper=1,
-            min_numeric=1,
-            min_special=1,
-            # Characters that survive JSON, shells and URLs unquoted.
-            override_special="-_.~!",
-            opts=child,
-        )
-        self.master_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
         zones = search.availability_zone_count
         # The access policy names the domain itself, so its ARN is built rather than read back.
         domain_arn = f"arn:aws:es:{args.region}:{args.account_id}:domain/{args.domain_name}"
@@ -99,9 +98,11 @@ class SearchDomain(pulumi.ComponentResource):
             ),
             advanced_security_options=aws.opensearch.DomainAdvancedSecurityOptionsArgs(
                 enabled=True,
-                internal_user_database_enabled=True,
+                # IAM only: an internal user database would need a password, and with this
+                # access policy an unsigned (basic-auth) request never reaches FGAC anyway.
+                internal_user_database_enabled=False,
                 master_user_options=aws.opensearch.DomainAdvancedSecurityOptionsMasterUserOptionsArgs(
-                    master_user_name=MASTER_USER, master_user_password=self.master_password
+                    master_user_arn=args.master_user_arn
                 ),
             ),
             access_policies=json.dumps(
@@ -119,7 +120,7 @@ class SearchDomain(pulumi.ComponentResource):
         self.dashboards_url: pulumi.Output[str] = pulumi.Output.concat(
             "https://", self.domain.dashboard_endpoint
         )
-        self.master_user = MASTER_USER
+        self.region = args.region
         self.register_outputs(
             {"url": self.url, "dashboardsUrl": self.dashboards_url, "domainArn": domain_arn}
         )

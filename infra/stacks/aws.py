@@ -2,8 +2,14 @@
 
 One ``aws.Provider`` per region is passed down to that region's components; nothing reads an
 ambient region. Per region: a network, an archive bucket, an image registry and compute nodes.
-Once, in the home region (or per region, by ``aws.opensearch.placement``): the search domain(s);
-and, unless the orchestrator is external, a self-hosted orchestrator.
+Once, in the home region (or per region, by ``aws.opensearch.placement``): the search domain(s)
+with their bootstrap (SigV4-signed); and, unless the orchestrator is external, a self-hosted
+orchestrator. Per region again: the stack's images in that region's ECR and the region's jobs.
+
+Jobs are registered from where ``pulumi up`` runs, so the orchestrator's API must be reachable
+from there: an external one at its ``apiUrl``; a self-hosted one only from ``aws.apiAllowedCidrs``
+(TLS verified against the certificate it publishes in SSM). A self-hosted stack with no allowed
+CIDR must say ``aws.registerJobs: false`` and submit jobs itself (e.g. over an SSM port forward).
 """
 
 from __future__ import annotations
@@ -15,13 +21,18 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import naming
+from infra.bacalhau.trust import CaSource
 from infra.cloudinit import Release
 from infra.components.aws_archive import RegionArchive, RegionArchiveArgs
+from infra.components.aws_images import RegionImages, RegionImagesArgs
 from infra.components.aws_network import AZ_COUNT, RegionNetwork, RegionNetworkArgs
 from infra.components.aws_nodes import JoinSettings, NodePlacement, RegionNodes, RegionNodesArgs
 from infra.components.aws_orchestrator import OrchestratorArgs, SelfHostedOrchestrator
 from infra.components.aws_registry import RegionRegistry, RegionRegistryArgs
 from infra.components.aws_search import SearchDomain, SearchDomainArgs, domain_name
+from infra.components.jobs import RegionJobs
+from infra.components.local_registry import BuiltImage
+from infra.paths import AGENT_DIR, LOGSTASH_DIR
 from infra.settings import (
     ConfigError,
     OrchestratorMode,
@@ -30,6 +41,18 @@ from infra.settings import (
     Settings,
 )
 from infra.settings_aws import SearchPlacement
+from infra.stacks.shared import (
+    JobImages,
+    RegionEndpoints,
+    declare_region_jobs,
+    declare_search_bootstrap,
+)
+
+# The agent's Dockerfile copies its own directory (see agent/.dockerignore), so that is the context.
+IMAGES = (
+    BuiltImage("agent", context=AGENT_DIR, dockerfile=AGENT_DIR / "Dockerfile"),
+    BuiltImage("logstash", context=LOGSTASH_DIR, dockerfile=LOGSTASH_DIR / "Dockerfile"),
+)
 
 
 @dataclass(frozen=True)
@@ -42,12 +65,26 @@ class _Region:
     ami_id: str
 
 
+@dataclass(frozen=True)
+class _Declared:
+    """What a region's jobs and its search domain's bootstrap need from the region."""
+
+    archive: RegionArchive
+    registry: RegionRegistry
+    nodes: RegionNodes
+    images: RegionImages
+
+
 def declare_aws(settings: Settings, secrets: Secrets) -> dict[str, pulumi.Input[Any]]:
     """Declare the AWS backend and answer the stack outputs."""
+    _check_jobs_can_be_registered(settings)
     prefix = naming.stack_prefix(settings.project, settings.stack)
     regions = {r.name: _look_up_region(settings, r) for r in settings.regions}
     home = regions[settings.home_region]
-    identity = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=home.provider))
+    home_invoke = pulumi.InvokeOptions(provider=home.provider)
+    identity = aws.get_caller_identity(opts=home_invoke)
+    # An assumed role's session ARN names no IAM principal; its issuer (the role) does.
+    deployer = aws.iam.get_session_context(arn=identity.arn, opts=home_invoke).issuer_arn
     release = Release(version=settings.versions.bacalhau, sha256=settings.aws.bacalhau_sha256)
 
     networks = {
@@ -61,7 +98,7 @@ def declare_aws(settings: Settings, secrets: Secrets) -> dict[str, pulumi.Input[
     join, orchestrator, api_url = _declare_orchestrator(
         settings, secrets, home, networks[home.settings.name], release, prefix
     )
-    searches = _declare_search(settings, regions, identity)
+    searches = _declare_search(settings, regions, identity.account_id, deployer)
 
     outputs: dict[str, dict[str, Any]] = {
         "buckets": {},
@@ -69,20 +106,32 @@ def declare_aws(settings: Settings, secrets: Secrets) -> dict[str, pulumi.Input[
         "opensearchUrls": {},
         "dashboardsUrls": {},
         "ecrRepositories": {},
+        "images": {},
+        "nodeRoleArns": {},
     }
+    declared: dict[str, _Declared] = {}
+    search_of: dict[str, SearchDomain] = {}
     for name, region in regions.items():
         network = networks[name]
-        search = searches.get(name) or searches[home.settings.name]
-        archive, registry = _declare_region(
+        search = search_of[name] = searches.get(name) or searches[home.settings.name]
+        declared[name] = _declare_region(
             settings, region, network, search, join, release, prefix, identity.account_id
         )
         if orchestrator is not None:
             orchestrator.allow_nats_from(name, network.nat_public_ip)
-        outputs["buckets"][name] = archive.bucket_name
-        outputs["s3Endpoints"][name] = f"https://s3.{name}.amazonaws.com"
+        outputs["buckets"][name] = declared[name].archive.bucket_name
+        outputs["s3Endpoints"][name] = _s3_endpoint(name)
         outputs["opensearchUrls"][name] = search.url
         outputs["dashboardsUrls"][name] = search.dashboards_url
-        outputs["ecrRepositories"][name] = registry.repository_urls
+        outputs["ecrRepositories"][name] = declared[name].registry.repository_urls
+        outputs["images"][name] = declared[name].images.references
+        outputs["nodeRoleArns"][name] = declared[name].nodes.role.arn
+    _declare_search_bootstraps(settings, searches, search_of, declared)
+    jobs = (
+        _declare_jobs(settings, secrets, api_url, orchestrator, search_of, declared)
+        if settings.aws.register_jobs
+        else {}
+    )
 
     return {
         "backend": "aws",
@@ -91,12 +140,101 @@ def declare_aws(settings: Settings, secrets: Secrets) -> dict[str, pulumi.Input[
         "orchestratorNatsUrl": join.nats_url,
         "archivePrefix": settings.archive.prefix,
         **outputs,
-        "opensearchMasterUser": next(iter(searches.values())).master_user,
-        "opensearchMasterPasswords": {
-            name: search.master_password for name, search in searches.items()
-        },
+        "opensearchMasterUserArn": deployer,
         "opensearchRetentionDays": settings.aws.opensearch.metrics_retention_days,
+        "jobs": {
+            name: {kind: job.job_id for kind, job in region_jobs.jobs.items()}
+            for name, region_jobs in jobs.items()
+        },
     }
+
+
+def _s3_endpoint(region: str) -> str:
+    return f"https://s3.{region}.amazonaws.com"
+
+
+def _check_jobs_can_be_registered(settings: Settings) -> None:
+    aws_settings = settings.aws
+    if (
+        settings.orchestrator.mode is OrchestratorMode.SELF_HOSTED
+        and aws_settings.register_jobs
+        and not aws_settings.api_allowed_cidrs
+    ):
+        raise ConfigError(
+            "bacalhau-logs:aws.apiAllowedCidrs: `pulumi up` registers the jobs through the "
+            "self-hosted orchestrator's API, which is closed to every address not listed here; "
+            "add the address you deploy from (e.g. 203.0.113.7/32), or set "
+            "aws.registerJobs: false and submit jobs/*.yaml yourself over an SSM port forward"
+        )
+
+
+def _declare_search_bootstraps(
+    settings: Settings,
+    searches: dict[str, SearchDomain],
+    search_of: dict[str, SearchDomain],
+    declared: dict[str, _Declared],
+) -> None:
+    """One bootstrap per domain, signed as the deployer (the FGAC master user); it maps the node
+    roles of every region the domain serves to the metrics writer role."""
+    per_region = settings.aws.opensearch.placement is SearchPlacement.PER_REGION
+    for home_of_domain, search in searches.items():
+        served = [name for name, domain in search_of.items() if domain is search]
+        declare_search_bootstrap(
+            f"{home_of_domain}-search-bootstrap" if per_region else "search-bootstrap",
+            opensearch_url=search.url,
+            dashboards_url=search.dashboards_url,
+            retention_days=settings.aws.opensearch.metrics_retention_days,
+            aws_region=search.region,
+            writer_role_arns=pulumi.Output.all(
+                *(declared[name].nodes.role.arn for name in sorted(served))
+            ),
+            opts=pulumi.ResourceOptions(depends_on=[search]),
+        )
+
+
+def _declare_jobs(
+    settings: Settings,
+    secrets: Secrets,
+    api_url: pulumi.Input[str],
+    orchestrator: SelfHostedOrchestrator | None,
+    search_of: dict[str, SearchDomain],
+    declared: dict[str, _Declared],
+) -> dict[str, RegionJobs]:
+    ca = (
+        CaSource(parameter=orchestrator.ca.name, region=orchestrator.ca.region)
+        if orchestrator is not None
+        else None
+    )
+    # Jobs wait for their region's nodes and, when self-hosted, for the orchestrator itself.
+    shared_waits: list[pulumi.Resource] = [orchestrator] if orchestrator is not None else []
+    return declare_region_jobs(
+        settings,
+        secrets,
+        orchestrator_endpoint=api_url,
+        # Each region's nodes pull from their own region's registry.
+        images={
+            name: JobImages(
+                agent=region.images.references["agent"],
+                logstash=region.images.references["logstash"],
+            )
+            for name, region in declared.items()
+        },
+        endpoints={
+            name: RegionEndpoints(
+                bucket=region.archive.bucket_name,
+                s3_endpoint=_s3_endpoint(name),
+                s3_region=name,
+                opensearch_url=search_of[name].url,
+                opensearch_auth="aws_iam",
+                opensearch_region=search_of[name].region,
+            )
+            for name, region in declared.items()
+        },
+        # Instance roles supply S3 and OpenSearch credentials: nodes define no env: variables.
+        node_env=frozenset(),
+        after={name: [region.nodes, *shared_waits] for name, region in declared.items()},
+        orchestrator_ca=ca,
+    )
 
 
 def _look_up_region(settings: Settings, region: RegionSettings) -> _Region:
@@ -177,7 +315,7 @@ def _declare_orchestrator(
 
 
 def _declare_search(
-    settings: Settings, regions: dict[str, _Region], identity: aws.GetCallerIdentityResult
+    settings: Settings, regions: dict[str, _Region], account_id: str, deployer: str
 ) -> dict[str, SearchDomain]:
     search = settings.aws.opensearch
     per_region = search.placement is SearchPlacement.PER_REGION
@@ -196,8 +334,9 @@ def _declare_search(
                 region=name,
                 search=search,
                 stack=settings.stack,
-                account_id=identity.account_id,
-                admin_arns=(identity.arn, *settings.aws.search_admin_arns),
+                account_id=account_id,
+                master_user_arn=deployer,
+                admin_arns=(deployer, *settings.aws.search_admin_arns),
             ),
             opts=pulumi.ResourceOptions(providers=[region.provider]),
         )
@@ -213,7 +352,7 @@ def _declare_region(
     release: Release,
     prefix: str,
     account_id: str,
-) -> tuple[RegionArchive, RegionRegistry]:
+) -> _Declared:
     name = region.settings.name
     opts = pulumi.ResourceOptions(providers=[region.provider])
     archive = RegionArchive(
@@ -238,7 +377,18 @@ def _declare_region(
         )
         for index in range(1, region.settings.nodes + 1)
     ]
-    RegionNodes(
+    images = RegionImages(
+        f"{name}-images",
+        RegionImagesArgs(
+            images=IMAGES,
+            repository_urls=registry.repository_urls,
+            registry_id=account_id,
+            stack=settings.stack,
+            provider=region.provider,
+        ),
+        opts=opts,
+    )
+    nodes = RegionNodes(
         f"{name}-nodes",
         RegionNodesArgs(
             region=name,
@@ -260,4 +410,4 @@ def _declare_region(
         ),
         opts=opts,
     )
-    return archive, registry
+    return _Declared(archive=archive, registry=registry, nodes=nodes, images=images)

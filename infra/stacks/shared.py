@@ -39,7 +39,7 @@ def declare_region_jobs(
     secrets: Secrets,
     *,
     orchestrator_endpoint: pulumi.Input[str],
-    images: JobImages,
+    images: JobImages | Mapping[str, JobImages],
     endpoints: Mapping[str, RegionEndpoints],
     node_env: frozenset[str],
     after: Mapping[str, Sequence[pulumi.Resource]] | None = None,
@@ -47,6 +47,7 @@ def declare_region_jobs(
 ) -> dict[str, RegionJobs]:
     """One RegionJobs per region; with a canary region, every other region's jobs wait for it.
 
+    ``images`` is one set for every region, or a set per region (a registry in each region).
     ``node_env`` names the ``env:`` variables the backend's nodes define. ``after`` maps a
     region to resources its jobs wait for (its compute nodes, say), so that a job is not
     submitted before the nodes that run it are being created. ``orchestrator_ca`` says where a
@@ -57,6 +58,7 @@ def declare_region_jobs(
     # Regions without prerequisites (the canary, or all when there is none) are declared first.
     for region in sorted(settings.region_names, key=lambda name: len(waits_for[name])):
         region_endpoints = endpoints[region]
+        region_images = images if isinstance(images, JobImages) else images[region]
         declared[region] = RegionJobs(
             f"jobs-{region}",
             RegionJobsArgs(
@@ -71,8 +73,8 @@ def declare_region_jobs(
                 opensearch_auth=region_endpoints.opensearch_auth,
                 opensearch_region=region_endpoints.opensearch_region,
                 orchestrator_ca=orchestrator_ca,
-                agent_image=images.agent,
-                logstash_image=images.logstash,
+                agent_image=region_images.agent,
+                logstash_image=region_images.logstash,
                 aggregate_duration=settings.jobs.aggregate_duration_seconds,
                 generator_enabled=settings.jobs.generator.enabled,
                 log_rate=settings.jobs.generator.rate,

@@ -54,6 +54,15 @@ class AwsRun:
         return [r for r in self.resources if r.name.startswith(f"{region}-")]
 
 
+def _provider_region(provider: str | None) -> str:
+    """The region of a mocked provider reference (``...::aws-<region>::<id>``)."""
+    return provider.split("::")[-2].removeprefix("aws-") if provider else "x"
+
+
+def ecr_password(region: str) -> str:
+    return f"ecr-token-{region}"
+
+
 def _fake_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     state = dict(args.inputs)
     digest = hashlib.sha256(args.name.encode()).hexdigest()
@@ -68,7 +77,15 @@ def _fake_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
         state["endpoint"] = f"search-{args.inputs['domainName']}.es.amazonaws.com"
         state["dashboardEndpoint"] = f"{state['endpoint']}/_dashboards"
     elif args.typ == "aws:ecr/repository:Repository":
-        state["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.mock.amazonaws.com/{args.inputs['name']}"
+        region = _provider_region(args.provider)
+        state["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{args.inputs['name']}"
+    elif args.typ == "aws:iam/role:Role":
+        state["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{args.name}"
+    elif args.typ == "docker:index/image:Image":
+        repository = args.inputs["imageName"].rsplit(":", 1)[0]
+        state["repoDigest"] = f"{repository}@sha256:{digest}"
+    elif args.typ == "pulumi-python:dynamic/bacalhau:Job":
+        state.update(job_id=f"j-{digest[:12]}", version=1, state="Running")
     return state
 
 
@@ -84,8 +101,22 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.run.calls.append((args.token, dict(args.args), args.provider or ""))
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": DEPLOYER, "userId": "AIDAMOCK", "id": ACCOUNT}, []
+        if args.token == "aws:iam/getSessionContext:getSessionContext":
+            return {"arn": args.args["arn"], "issuerArn": DEPLOYER, "id": DEPLOYER}, []
+        if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            region = _provider_region(args.provider)
+            return {
+                "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{region}.amazonaws.com",
+                "userName": "AWS",
+                "password": ecr_password(region),
+                "authorizationToken": "unused",
+                "expiresAt": "2030-01-01T00:00:00Z",
+                "id": region,
+                "registryId": ACCOUNT,
+                "region": region,
+            }, []
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            region = args.provider.split("::")[-2].removeprefix("aws-") if args.provider else "x"
+            region = _provider_region(args.provider)
             names = [f"{region}{suffix}" for suffix in "cba"]
             return {"names": names, "zoneIds": names, "id": region, "groupNames": []}, []
         if args.token == "aws:ec2/getAmi:getAmi":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aws_harness import AwsRun, prod_config, prod_settings, run_aws
+from aws_harness import ACCOUNT, AwsRun, prod_config, prod_settings, run_aws
 
 from infra.components.aws_network import subnet_cidrs
 from infra.components.aws_search import domain_name
@@ -24,11 +24,21 @@ def test_a_fourth_region_adds_only_its_own_resources(prod_run: AwsRun) -> None:
     before, after = _by_name(prod_run), _by_name(four)
     assert set(before) <= set(after)
     for name, declared in before.items():
+        if name == "search-bootstrap":
+            continue
         assert after[name] == declared, f"{name} changed when {NEW} was added"
+    # The one shared change: the home domain now also lets the new region's nodes write.
+    old_bootstrap, new_bootstrap = before["search-bootstrap"][1], after["search-bootstrap"][1]
+    assert {k: v for k, v in new_bootstrap.items() if k != "writer_role_arns"} == {
+        k: v for k, v in old_bootstrap.items() if k != "writer_role_arns"
+    }
+    assert set(new_bootstrap["writer_role_arns"]) - set(old_bootstrap["writer_role_arns"]) == {
+        f"arn:aws:iam::{ACCOUNT}:role/{NEW}-nodes-role"
+    }
     added = set(after) - set(before)
     assert added
     for name in added:
-        assert name.startswith(f"{NEW}-") or name in {
+        assert name.startswith((f"{NEW}-", f"jobs-{NEW}")) or name in {
             f"aws-{NEW}",
             f"orchestrator-nats-from-{NEW}",
         }, name

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from aws_harness import ACCOUNT, DEPLOYER, AwsRun, is_secret, prod_settings, unwrap
+from aws_harness import (
+    ACCOUNT,
+    DEPLOYER,
+    AwsRun,
+    is_secret,
+    prod_config,
+    prod_settings,
+    unwrap,
+)
 
 from infra import aws_policies, cloudinit
 
@@ -95,7 +103,8 @@ def test_archive_is_disposable_only_on_opt_in() -> None:
     from aws_harness import run_aws
 
     raw_archive = {"destroyWithStack": True}
-    run = run_aws(prod_settings(archive=raw_archive, aws={"archiveEncryption": "sse-s3"}))
+    aws = {**prod_config()["aws"], "archiveEncryption": "sse-s3"}
+    run = run_aws(prod_settings(archive=raw_archive, aws=aws))
     bucket = run.named("us-east-1-archive-bucket")
     assert bucket.inputs["forceDestroy"] is True
     assert not run.retained["us-east-1-archive-bucket"]
@@ -142,11 +151,17 @@ def test_no_ingress_from_the_internet(prod_run: AwsRun) -> None:
     for group in prod_run.of_type("aws:ec2/securityGroup:SecurityGroup"):
         assert not group.inputs.get("ingress"), group.name
     rules = prod_run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
-    assert {r.name for r in rules} == {f"orchestrator-nats-from-{region}" for region in REGIONS}
+    assert {r.name for r in rules} == {
+        *(f"orchestrator-nats-from-{region}" for region in REGIONS),
+        "orchestrator-api-1",
+    }
     for rule in rules:
         assert rule.inputs["cidrIpv4"] not in INTERNET
         assert rule.inputs["cidrIpv4"].endswith("/32")
-        assert (rule.inputs["fromPort"], rule.inputs["toPort"]) == (4222, 4222)
+        port = 1234 if rule.name == "orchestrator-api-1" else 4222
+        assert (rule.inputs["fromPort"], rule.inputs["toPort"]) == (port, port)
+    # The API is open to the deployer's address only (Pulumi.prod.yaml's apiAllowedCidrs).
+    assert prod_run.named("orchestrator-api-1").inputs["cidrIpv4"] == "203.0.113.7/32"
     assert not prod_run.of_type("aws:ec2/securityGroupRule:SecurityGroupRule")
 
 
@@ -213,12 +228,13 @@ def test_opensearch_domain_is_secure(prod_run: AwsRun) -> None:
     endpoint = inputs["domainEndpointOptions"]
     assert endpoint["enforceHttps"] is True
     assert endpoint["tlsSecurityPolicy"].startswith("Policy-Min-TLS-1-2")
-    # The master password is secret, so Pulumi encrypts the whole block around it.
-    assert is_secret(inputs["advancedSecurityOptions"])
-    security = unwrap(inputs["advancedSecurityOptions"])
+    # IAM-only FGAC: the deploying role is the master user, and no password exists at all.
+    security = inputs["advancedSecurityOptions"]
+    assert not is_secret(security)
     assert security["enabled"] is True
-    assert security["internalUserDatabaseEnabled"] is True
-    assert len(security["masterUserOptions"]["masterUserPassword"]) == 32
+    assert security["internalUserDatabaseEnabled"] is False
+    assert security["masterUserOptions"] == {"masterUserArn": DEPLOYER}
+    assert not [r for r in prod_run.resources if "master-password" in r.name]
     cluster = inputs["clusterConfig"]
     assert cluster["instanceCount"] == 2
     assert cluster["zoneAwarenessEnabled"] is True
@@ -261,7 +277,10 @@ def test_outputs(prod_run: AwsRun) -> None:
     assert outputs["opensearchUrls"]["eu-west-1"].startswith("https://")
     assert set(outputs["dashboardsUrls"]) == set(REGIONS)
     assert outputs["opensearchRetentionDays"] == 30
-    assert "opensearchMasterPasswords" in prod_run.secret_outputs
+    assert outputs["opensearchMasterUserArn"] == DEPLOYER
+    assert set(outputs["images"]) == set(REGIONS)
+    assert set(outputs["jobs"]) == set(REGIONS)
+    assert set(outputs["jobs"]["eu-west-1"]) == {"logstash", "compactor"}
 
 
 def test_components_parent_their_children(prod_run: AwsRun) -> None:
