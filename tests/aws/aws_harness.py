@@ -40,6 +40,7 @@ class AwsRun:
     secret_outputs: set[str] = field(default_factory=set)
     retained: dict[str, bool] = field(default_factory=dict)
     parents: dict[str, str | None] = field(default_factory=dict)
+    depends_on: dict[str, list[str]] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[Declared]:
@@ -150,6 +151,11 @@ def run_aws(settings: Settings, secrets: Secrets | None = None) -> AwsRun:
         run.parents[args.name] = (
             parent.pulumi_resource_name if isinstance(parent, pulumi.Resource) else None
         )
+        depends_on = args.opts.depends_on
+        if isinstance(depends_on, list):
+            run.depends_on[args.name] = [
+                d.pulumi_resource_name for d in depends_on if isinstance(d, pulumi.Resource)
+            ]
         return None
 
     @pulumi.runtime.test

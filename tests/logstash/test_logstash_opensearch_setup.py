@@ -11,12 +11,14 @@ import pytest
 from logstash_support import LOGSTASH_DIR, SearchStandIn
 
 from infra.opensearch_setup import (
+    WRITER_ROLE,
     BootstrapError,
     BootstrapSpec,
     RetryPolicy,
     SearchBootstrapProvider,
     bootstrap,
     ism_policy,
+    writer_role,
 )
 
 FAST = RetryPolicy(attempts=3, delay_seconds=0.0, timeout_seconds=5.0)
@@ -170,3 +172,85 @@ def test_pickled_provider_holds_no_credentials(search_server: SearchStandIn) -> 
     provider = SearchBootstrapProvider()
     provider.create(props(search_server, username="admin", password="s3cr3t-Pa55"))
     assert b"s3cr3t-Pa55" not in pickle.dumps(provider)
+
+
+@pytest.fixture
+def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token-example")
+    for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+
+
+def test_aws_region_signs_every_request_with_sigv4(
+    search_server: SearchStandIn, fake_aws_credentials: None
+) -> None:
+    run(search_server, aws_region="eu-west-1")
+    assert len(search_server.requests) == 4
+    for request in search_server.requests:
+        authorization = request.headers["authorization"]
+        assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+        assert "/eu-west-1/es/aws4_request" in authorization
+        assert "SignedHeaders=" in authorization and "Signature=" in authorization
+        assert request.headers["x-amz-security-token"] == "session-token-example"
+        assert "x-amz-date" in request.headers
+
+
+def test_sigv4_wins_over_basic_auth_and_keeps_no_credentials(
+    search_server: SearchStandIn, fake_aws_credentials: None
+) -> None:
+    outs = run(search_server, aws_region="us-east-1", username="admin", password="s3cret")
+    assert all(
+        r.headers["authorization"].startswith("AWS4-HMAC-SHA256") for r in search_server.requests
+    )
+    assert "AKIDEXAMPLE" not in json.dumps(outs)
+    assert "AKIDEXAMPLE" not in pickle.dumps(SearchBootstrapProvider()).decode("latin-1")
+
+
+def test_writer_role_is_defined_and_mapped_to_exactly_the_node_roles(
+    search_server: SearchStandIn, fake_aws_credentials: None
+) -> None:
+    search_server.queue("/_plugins/_security/api/", (200, '{"status":"OK"}'), (200, "{}"))
+    roles = ["arn:aws:iam::123456789012:role/b-nodes", "arn:aws:iam::123456789012:role/a-nodes"]
+    outs = run(search_server, aws_region="us-east-1", writer_role_arns=roles)
+    security = [r for r in search_server.requests if r.path.startswith("/_plugins/_security/")]
+    role, mapping = security
+    assert (role.method, role.path) == ("PUT", f"/_plugins/_security/api/roles/{WRITER_ROLE}")
+    assert json.loads(role.body) == writer_role()
+    (index_permissions,) = writer_role()["index_permissions"]
+    assert index_permissions["index_patterns"] == ["bacalhau-logs-metrics-*"]
+    assert (mapping.method, mapping.path) == (
+        "PUT",
+        f"/_plugins/_security/api/rolesmapping/{WRITER_ROLE}",
+    )
+    assert json.loads(mapping.body)["backend_roles"] == sorted(roles)
+    assert outs["writer_role_arns"] == sorted(roles)
+
+
+def test_without_writer_roles_no_security_call_is_made(search_server: SearchStandIn) -> None:
+    run(search_server)
+    assert not [r for r in search_server.requests if "_security" in r.path]
+
+
+def test_missing_aws_credentials_fail_clearly(
+    search_server: SearchStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import botocore.session
+
+    monkeypatch.setattr(botocore.session.Session, "get_credentials", lambda self: None)
+    with pytest.raises(BootstrapError, match="no AWS credentials"):
+        run(search_server, aws_region="us-east-1")
+
+
+def test_digest_changes_with_the_mapped_roles_and_signing_region(
+    search_server: SearchStandIn,
+) -> None:
+    base = BootstrapSpec.from_props(props(search_server)).digest()
+    signed = BootstrapSpec.from_props(props(search_server, aws_region="us-east-1")).digest()
+    mapped = BootstrapSpec.from_props(
+        props(search_server, aws_region="us-east-1", writer_role_arns=["arn:x"])
+    ).digest()
+    assert len({base, signed, mapped}) == 3
