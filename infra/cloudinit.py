@@ -177,8 +177,7 @@ def compute_user_data(
     files.append(_file("/root/.docker/config.json", docker_config, "0600"))
     commands: list[list[str]] = [
         ["systemctl", "enable", "--now", "docker.service"],
-        ["install", "-d", "-m", "0755", nodeconfig.LOG_DIR],
-        ["install", "-d", "-m", "0755", nodeconfig.STATE_DIR, f"{nodeconfig.STATE_DIR}/logstash"],
+        *nodeconfig.prepare_directories(),
     ]
     if ca is not None:
         files.append(_file(CA_SCRIPT, _fetch_ca_script(ca), "0755"))

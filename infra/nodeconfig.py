@@ -17,6 +17,12 @@ LOG_DIR = "/var/log/bacalhau-logs"
 STATE_DIR = "/var/lib/bacalhau-logs"
 BACALHAU_DATA_DIR = "/var/lib/bacalhau"
 
+# Job containers run as these users (agent/Dockerfile's user, the Logstash base image's user),
+# so the node directories they write must belong to them.
+AGENT_UID = 10001
+LOGSTASH_UID = 1000
+LOGSTASH_STATE_DIR = f"{STATE_DIR}/logstash"
+
 API_PORT = 1234
 NATS_PORT = 4222
 
@@ -108,6 +114,20 @@ def orchestrator_config(
         "Compute": {"Enabled": False},
         "Logging": {"Level": "info", "Mode": "json"},
     }
+
+
+def prepare_directories() -> list[list[str]]:
+    """Commands (argv lists, for cloud-init or a shell) that create the directories jobs mount,
+    owned by the users the job containers run as; safe to run again on every boot."""
+    return [
+        ["install", "-d", "-m", "0755", "-o", str(AGENT_UID), "-g", str(AGENT_UID), LOG_DIR],
+        ["install", "-d", "-m", "0755", STATE_DIR],
+        [
+            "install", "-d", "-m", "0750",
+            "-o", str(LOGSTASH_UID), "-g", str(LOGSTASH_UID),
+            LOGSTASH_STATE_DIR,
+        ],
+    ]  # fmt: skip
 
 
 def to_yaml(config: Mapping[str, Any]) -> str:

@@ -140,6 +140,8 @@ class RegionNodes(pulumi.ComponentResource):
             "availability-zone": placement.availability_zone,
             "env": args.env,
             "instance-type": args.instance_type,
+            # Lets operators scope ops queries to single nodes (python -m infra.ops --host).
+            "host": placement.name,
         }
         join = args.join
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 
 import pulumi
@@ -15,6 +16,8 @@ from infra.naming import node_name
 from infra.versions import bacalhau_image
 
 CONFIG_PATH = "/etc/bacalhau/config.yaml"
+# The dind image's own entrypoint (starts the inner Docker daemon, then runs its arguments).
+DIND_ENTRYPOINT = "/usr/local/bin/entrypoint.sh"
 # What this backend's nodes define of nodeconfig.NODE_ENV_ALLOW_LIST: S3 keys for MinIO. The
 # local search cluster needs no credentials, so the OpenSearch ones are not set.
 NODE_ENV = frozenset({"LOGS_S3_ACCESS_KEY_ID", "LOGS_S3_SECRET_ACCESS_KEY"})
@@ -96,7 +99,9 @@ class LocalRegion(pulumi.ComponentResource):
             hostname=hostname,
             image=image.image_id,
             privileged=True,  # docker-in-docker needs it; the container has no published ports
-            command=["serve", "--config", CONFIG_PATH],
+            # The image's entrypoint starts dockerd, then bacalhau; first give the directories
+            # jobs mount to the users the job containers run as.
+            entrypoints=["/bin/sh", "-c", _prepare_then_serve()],
             uploads=[
                 docker.ContainerUploadArgs(file=CONFIG_PATH, content=config),
                 docker.ContainerUploadArgs(file="/etc/docker/daemon.json", content=DAEMON_JSON),
@@ -119,3 +124,8 @@ class LocalRegion(pulumi.ComponentResource):
             restart="unless-stopped",
             opts=child,
         )
+
+
+def _prepare_then_serve() -> str:
+    prepare = " && ".join(shlex.join(command) for command in nodeconfig.prepare_directories())
+    return f"{prepare} && exec {DIND_ENTRYPOINT} bacalhau serve --config {CONFIG_PATH}"

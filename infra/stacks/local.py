@@ -24,7 +24,7 @@ from infra.stacks.shared import (
 )
 
 IMAGES = (
-    BuiltImage("agent", context=AGENT_DIR.parent, dockerfile=AGENT_DIR / "Dockerfile"),
+    BuiltImage("agent", context=AGENT_DIR, dockerfile=AGENT_DIR / "Dockerfile"),
     BuiltImage("logstash", context=LOGSTASH_DIR, dockerfile=LOGSTASH_DIR / "Dockerfile"),
 )
 

@@ -64,8 +64,12 @@ def test_compute_user_data_installs_docker_dirs_and_service(tmp_path: Path) -> N
     data = yaml.safe_load(document)
     assert "docker" in data["packages"]
     commands = data["runcmd"]
-    assert ["install", "-d", "-m", "0755", nodeconfig.LOG_DIR] in commands
-    assert any(nodeconfig.STATE_DIR in command for command in commands)
+    # Job containers run as the agent and Logstash users, so the directories they write are theirs.
+    log_dir = ["install", "-d", "-m", "0755", "-o", "10001", "-g", "10001", nodeconfig.LOG_DIR]
+    assert log_dir in commands
+    assert [
+        "install", "-d", "-m", "0750", "-o", "1000", "-g", "1000", nodeconfig.LOGSTASH_STATE_DIR
+    ] in commands  # fmt: skip
     assert commands[-1] == ["systemctl", "enable", "--now", "bacalhau.service"]
     # The CA must be in place before Bacalhau starts.
     assert commands.index([cloudinit.CA_SCRIPT]) < commands.index([cloudinit.INSTALL_SCRIPT])

@@ -210,6 +210,7 @@ def test_node_user_data_joins_with_tls_and_labels(prod_run: AwsRun, region: str)
         "availability-zone": f"{region}a",
         "env": "prod",
         "instance-type": "t3.medium",
+        "host": f"bacalhau-logs-prod-{region}-node-1",
     }
     assert compute["AllowListedLocalPaths"] == [
         "/var/log/bacalhau-logs:rw",

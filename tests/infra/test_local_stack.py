@@ -267,3 +267,22 @@ def test_nodes_hold_minio_credentials_for_jobs_and_bacalhau_s3(dev: StackRun) ->
         env = dict(entry.split("=", 1) for entry in unwrap(node.inputs["envs"]))
         assert env["LOGS_S3_ACCESS_KEY_ID"] == env["AWS_ACCESS_KEY_ID"] == minio["MINIO_ROOT_USER"]
         assert env["AWS_SECRET_ACCESS_KEY"] == minio["MINIO_ROOT_PASSWORD"]
+
+
+def test_nodes_hand_job_directories_to_the_job_users_before_serving(dev: StackRun) -> None:
+    for node in compute_nodes(dev):
+        shell, flag, script = node.inputs["entrypoints"]
+        assert (shell, flag) == ("/bin/sh", "-c")
+        assert "install -d -m 0755 -o 10001 -g 10001 /var/log/bacalhau-logs" in script
+        assert "-o 1000 -g 1000 /var/lib/bacalhau-logs/logstash" in script
+        assert script.endswith(
+            "exec /usr/local/bin/entrypoint.sh bacalhau serve --config /etc/bacalhau/config.yaml"
+        )
+
+
+def test_images_build_from_their_own_directories(dev: StackRun) -> None:
+    builds = {
+        image.name: image.inputs["build"] for image in dev.of_type("docker:index/image:Image")
+    }
+    assert builds["registry-agent"]["context"] == str(REPO / "agent")
+    assert builds["registry-logstash"]["context"] == str(REPO / "logstash")
