@@ -6,7 +6,6 @@ A module with its own name (not ``conftest``) so test modules import it unambigu
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,40 +15,19 @@ import yaml
 
 from infra.settings import Secrets, Settings, parse_settings
 from infra.stacks.aws import declare_aws
+from tests.support.pulumi_mocks import Declared, Recorded, declare_recording
 
 REPO = Path(__file__).resolve().parents[2]
 PROD = REPO / "Pulumi.prod.yaml"
 PROJECT = "bacalhau-logs"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 ACCOUNT = "123456789012"
 DEPLOYER = f"arn:aws:iam::{ACCOUNT}:role/deployer"
 
 
 @dataclass
-class Declared:
-    type: str
-    name: str
-    inputs: dict[str, Any]
-    provider: str
-
-
-@dataclass
-class AwsRun:
-    resources: list[Declared] = field(default_factory=list)
-    outputs: dict[str, Any] = field(default_factory=dict)
+class AwsRun(Recorded):
     secret_outputs: set[str] = field(default_factory=set)
-    retained: dict[str, bool] = field(default_factory=dict)
-    parents: dict[str, str | None] = field(default_factory=dict)
-    depends_on: dict[str, list[str]] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
-
-    def of_type(self, type_: str) -> list[Declared]:
-        return [r for r in self.resources if r.type == type_]
-
-    def named(self, name: str) -> Declared:
-        matches = [r for r in self.resources if r.name == name]
-        assert len(matches) == 1, f"expected one resource named {name}, got {len(matches)}"
-        return matches[0]
 
     def in_region(self, region: str) -> list[Declared]:
         return [r for r in self.resources if r.name.startswith(f"{region}-")]
@@ -95,7 +73,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.run = run
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.run.resources.append(Declared(args.typ, args.name, args.inputs, args.provider or ""))
+        self.run.record(args)
         return f"{args.name}-id", _fake_state(args)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
@@ -143,24 +121,7 @@ def run_aws(settings: Settings, secrets: Secrets | None = None) -> AwsRun:
     pulumi.runtime.set_mocks(RecordingMocks(run), project=PROJECT, stack="prod", preview=False)
     secrets = secrets or Secrets(orchestrator_token=None, orchestrator_api_key=None)
 
-    def record_options(
-        args: pulumi.ResourceTransformationArgs,
-    ) -> pulumi.ResourceTransformationResult | None:
-        run.retained[args.name] = bool(args.opts.retain_on_delete)
-        parent = args.opts.parent
-        run.parents[args.name] = (
-            parent.pulumi_resource_name if isinstance(parent, pulumi.Resource) else None
-        )
-        depends_on = args.opts.depends_on
-        if isinstance(depends_on, list):
-            run.depends_on[args.name] = [
-                d.pulumi_resource_name for d in depends_on if isinstance(d, pulumi.Resource)
-            ]
-        return None
-
-    @pulumi.runtime.test
     def declare() -> pulumi.Output[Any]:
-        pulumi.runtime.register_stack_transformation(record_options)
         outputs = declare_aws(settings, secrets)
         resolved = []
         for key, value in outputs.items():
@@ -172,26 +133,9 @@ def run_aws(settings: Settings, secrets: Secrets | None = None) -> AwsRun:
             )
         return pulumi.Output.all(*resolved)
 
-    declare()
+    declare_recording(run, declare)
     return run
 
 
 async def _secret_flag(output: pulumi.Output[Any]) -> bool:
     return await output.is_secret()
-
-
-def is_secret(value: Any) -> bool:
-    return (
-        isinstance(value, Mapping) and value.get("4dabf18193072939515e22adb298388d") == SECRET_SIG
-    )
-
-
-def unwrap(value: Any) -> Any:
-    """``value`` with every secret wrapper taken off (secrets wrap whole objects around them)."""
-    if is_secret(value):
-        return unwrap(value["value"])
-    if isinstance(value, Mapping):
-        return {key: unwrap(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [unwrap(item) for item in value]
-    return value

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from aws_harness import (
-    ACCOUNT,
-    DEPLOYER,
-    AwsRun,
-    ecr_password,
-    is_secret,
-    prod_config,
-    prod_settings,
-    run_aws,
-    unwrap,
-)
+from aws_harness import ACCOUNT, DEPLOYER, AwsRun, ecr_password, prod_config, prod_settings, run_aws
 
 from infra.settings import ConfigError
+from tests.support.pulumi_mocks import is_secret, unwrap
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
 JOB = "pulumi-python:dynamic/bacalhau:Job"

@@ -5,17 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from aws_harness import (
-    ACCOUNT,
-    DEPLOYER,
-    AwsRun,
-    is_secret,
-    prod_config,
-    prod_settings,
-    unwrap,
-)
+from aws_harness import ACCOUNT, DEPLOYER, AwsRun, prod_config, prod_settings
 
 from infra import aws_policies, cloudinit
+from tests.support.pulumi_mocks import is_secret, unwrap
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
 INTERNET = {"0.0.0.0/0", "::/0"}

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from stack_harness import REPO, StackRun, is_secret, run_program, stack_config
+from stack_harness import REPO, StackRun, run_program, stack_config
+
+from tests.support.pulumi_mocks import is_secret, unwrap
 
 CONTAINER = "docker:index/container:Container"
 BUCKET = "aws:s3/bucket:Bucket"
@@ -32,10 +34,6 @@ def dev() -> StackRun:
 def variant(request: pytest.FixtureRequest) -> tuple[list[dict[str, Any]], StackRun]:
     regions = REGIONS_3[: request.param]
     return regions, run_program(local_config(regions), stack="test")
-
-
-def unwrap(value: Any) -> Any:
-    return value["value"] if is_secret(value) else value
 
 
 def compute_nodes(run: StackRun) -> list[Any]:
