@@ -10,7 +10,7 @@ import pulumi_aws as aws
 import pulumi_docker as docker
 
 from infra.build_context import image_tag
-from infra.components.local_registry import BuiltImage
+from infra.images import BuiltImage
 
 PLATFORM = "linux/amd64"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
@@ -14,6 +13,7 @@ from infra.components.local_common import (
     container_labels,
     loopback_ports,
 )
+from infra.images import BuiltImage
 from infra.naming import stack_prefix
 from infra.versions import REGISTRY_IMAGE
 
@@ -21,13 +21,6 @@ REGISTRY_PORT = 5000
 # How compute nodes (inside the stack network) address the registry; their Docker daemons are
 # told to trust it (see local_region.DAEMON_JSON).
 IN_NETWORK_REGISTRY = f"registry:{REGISTRY_PORT}"
-
-
-@dataclass(frozen=True)
-class BuiltImage:
-    name: str
-    context: Path
-    dockerfile: Path
 
 
 @dataclass(frozen=True)

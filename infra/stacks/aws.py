@@ -31,8 +31,7 @@ from infra.components.aws_orchestrator import OrchestratorArgs, SelfHostedOrches
 from infra.components.aws_registry import RegionRegistry, RegionRegistryArgs
 from infra.components.aws_search import SearchDomain, SearchDomainArgs, domain_name
 from infra.components.jobs import RegionJobs
-from infra.components.local_registry import BuiltImage
-from infra.paths import AGENT_DIR, LOGSTASH_DIR
+from infra.images import STACK_IMAGES
 from infra.settings import (
     ConfigError,
     OrchestratorMode,
@@ -46,12 +45,6 @@ from infra.stacks.shared import (
     RegionEndpoints,
     declare_region_jobs,
     declare_search_bootstrap,
-)
-
-# The agent's Dockerfile copies its own directory (see agent/.dockerignore), so that is the context.
-IMAGES = (
-    BuiltImage("agent", context=AGENT_DIR, dockerfile=AGENT_DIR / "Dockerfile"),
-    BuiltImage("logstash", context=LOGSTASH_DIR, dockerfile=LOGSTASH_DIR / "Dockerfile"),
 )
 
 
@@ -380,7 +373,7 @@ def _declare_region(
     images = RegionImages(
         f"{name}-images",
         RegionImagesArgs(
-            images=IMAGES,
+            images=STACK_IMAGES,
             repository_urls=registry.repository_urls,
             registry_id=account_id,
             stack=settings.stack,

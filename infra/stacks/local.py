@@ -10,22 +10,17 @@ import pulumi_docker as docker
 from infra.components.local_common import LocalContext
 from infra.components.local_orchestrator import LocalOrchestrator, LocalOrchestratorArgs
 from infra.components.local_region import NODE_ENV, LocalRegion, LocalRegionArgs
-from infra.components.local_registry import BuiltImage, LocalRegistry, LocalRegistryArgs
+from infra.components.local_registry import LocalRegistry, LocalRegistryArgs
 from infra.components.local_search import LocalSearch, LocalSearchArgs
 from infra.components.local_storage import LocalStorage, LocalStorageArgs
+from infra.images import STACK_IMAGES
 from infra.naming import stack_prefix
-from infra.paths import AGENT_DIR, LOGSTASH_DIR
 from infra.settings import OrchestratorMode, Secrets, Settings
 from infra.stacks.shared import (
     JobImages,
     RegionEndpoints,
     declare_region_jobs,
     declare_search_bootstrap,
-)
-
-IMAGES = (
-    BuiltImage("agent", context=AGENT_DIR, dockerfile=AGENT_DIR / "Dockerfile"),
-    BuiltImage("logstash", context=LOGSTASH_DIR, dockerfile=LOGSTASH_DIR / "Dockerfile"),
 )
 
 
@@ -68,7 +63,7 @@ def declare_local(settings: Settings, secrets: Secrets) -> dict[str, Any]:
     )
     search = LocalSearch("search", LocalSearchArgs(context))
     registry = LocalRegistry(
-        "registry", LocalRegistryArgs(context, images=IMAGES, tag=settings.stack)
+        "registry", LocalRegistryArgs(context, images=STACK_IMAGES, tag=settings.stack)
     )
     regions = {
         region.name: LocalRegion(

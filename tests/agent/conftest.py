@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.generate import backfill_lines
+from tests.support.s3_server import moto_s3_server
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,13 +71,8 @@ def node_folder(tmp_path: Path) -> Iterator[tuple[Path, list[dict[str, object]]]
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A real S3-protocol server (moto) on 127.0.0.1, for the whole session."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_s3_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 
 from agent.s3 import make_client
 from tests.ops.conftest import NODES, Cli, rows_json
+from tests.support.s3_server import moto_s3_server
 
 pytestmark = pytest.mark.s3
 EU1 = NODES["eu-1"][0]
@@ -18,13 +19,8 @@ ROWS = [{"referrer": f"https://site-{i}.example", "requests": 100 - i} for i in 
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_s3_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
