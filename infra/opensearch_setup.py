@@ -1,19 +1,24 @@
 """Installs what the metric documents need in OpenSearch and OpenSearch Dashboards.
 
-`SearchBootstrap` is a dynamic resource whose provider, on create and on every content change:
+Two dynamic resources:
+
+`SearchBootstrap`, one per search cluster, whose provider, on create and on every content change:
   * PUTs each index template (`PUT /_index_template/<name>`),
   * PUTs the ISM policy that deletes metric indices after the retention period,
-  * imports the dashboards' saved objects (`POST /api/saved_objects/_import?overwrite=true`),
-  * with `writer_role_arns` (fine-grained access control on AWS), PUTs the `bacalhau_logs_writer`
-    security role (write to the metric indices only) and maps those IAM role ARNs to it.
+  * imports the dashboards' saved objects (`POST /api/saved_objects/_import?overwrite=true`).
 Every call is idempotent, so an update simply runs them all again. Deleting the resource leaves
 the templates, policy and dashboards in place: they hold no state of their own and removing a
 dashboard users may have edited is not the stack's call.
 
+`SearchWriter`, one per node region on AWS (fine-grained access control): PUTs the security role
+`bacalhau_logs_writer_<region>` (write to the metric indices only) and maps exactly that region's
+node IAM role ARN to it. Each region owns its role and mapping, so adding a region changes no
+existing resource, and removing one DELETEs only its own mapping and role.
+
 Authentication: basic auth from (secret) inputs, or, with `aws_region`, every request SigV4-signed
 (service `es`) with the deployer's default AWS credential chain, read at call time. The provider
-object, which Pulumi pickles into the state, holds no credentials, and the outputs carry only
-URLs, names and a content digest.
+objects, which Pulumi pickles into the state, hold no credentials, and the outputs carry only
+URLs, names, ARNs and a content digest.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pulumi
@@ -32,7 +37,7 @@ import requests.auth
 
 METRICS_INDEX_PATTERN = "bacalhau-logs-metrics-*"
 ISM_POLICY_ID = "bacalhau-logs-metrics-retention"
-WRITER_ROLE = "bacalhau_logs_writer"
+WRITER_ROLE_PREFIX = "bacalhau_logs_writer"
 SIGV4_SERVICE = "es"
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
@@ -61,8 +66,6 @@ class BootstrapSpec:
     password: str | None = field(default=None, repr=False)
     # Sign requests with SigV4 for this region (an AWS OpenSearch Service domain's).
     aws_region: str | None = None
-    # IAM role ARNs mapped to WRITER_ROLE (FGAC backend roles); empty: no security calls.
-    writer_role_arns: tuple[str, ...] = ()
 
     @classmethod
     def from_props(cls, props: Mapping[str, Any]) -> BootstrapSpec:
@@ -78,7 +81,6 @@ class BootstrapSpec:
             username=props.get("username") or None,
             password=props.get("password") or None,
             aws_region=props.get("aws_region") or None,
-            writer_role_arns=tuple(sorted(set(props.get("writer_role_arns") or ()))),
         )
 
     def digest(self) -> str:
@@ -91,7 +93,6 @@ class BootstrapSpec:
                 "dashboards": self.dashboards_ndjson,
                 "ism": ism_policy(self.retention_days),
                 "aws_region": self.aws_region,
-                "writer_role_arns": list(self.writer_role_arns),
             },
             sort_keys=True,
         )
@@ -122,10 +123,15 @@ def ism_policy(retention_days: int) -> dict[str, Any]:
     }
 
 
-def writer_role() -> dict[str, Any]:
+def writer_role_name(region: str) -> str:
+    """`bacalhau_logs_writer_us_east_1`: one security role per node region."""
+    return f"{WRITER_ROLE_PREFIX}_{region.replace('-', '_')}"
+
+
+def writer_role(region: str) -> dict[str, Any]:
     """Write the metric indices (bulk, create, mapping updates), read cluster health: no more."""
     return {
-        "description": "bacalhau-logs compute nodes: write edge metrics",
+        "description": f"bacalhau-logs compute nodes in {region}: write edge metrics",
         "cluster_permissions": ["cluster_monitor", "cluster_composite_ops"],
         "index_permissions": [
             {
@@ -169,13 +175,22 @@ class SigV4Auth(requests.auth.AuthBase):
 
 
 class _Client:
-    def __init__(self, spec: BootstrapSpec, retry: RetryPolicy) -> None:
+    """SigV4 with `aws_region`, else basic auth with `username`, else no auth; bounded retries."""
+
+    def __init__(
+        self,
+        retry: RetryPolicy,
+        *,
+        aws_region: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self._retry = retry
         self._session = requests.Session()
-        if spec.aws_region:
-            self._session.auth = SigV4Auth(spec.aws_region)
-        elif spec.username:
-            self._session.auth = (spec.username, spec.password or "")
+        if aws_region:
+            self._session.auth = SigV4Auth(aws_region)
+        elif username:
+            self._session.auth = (username, password or "")
 
     def request(
         self, method: str, url: str, *, ok: frozenset[int] = frozenset({200, 201}), **kwargs: Any
@@ -205,7 +220,12 @@ class _Client:
 
 def bootstrap(spec: BootstrapSpec, retry: RetryPolicy | None = None) -> dict[str, Any]:
     """Installs templates, ISM policy and dashboards; returns the resource's outputs."""
-    client = _Client(spec, retry or RetryPolicy())
+    client = _Client(
+        retry or RetryPolicy(),
+        aws_region=spec.aws_region,
+        username=spec.username,
+        password=spec.password,
+    )
     for name, body in sorted(spec.templates.items()):
         client.request(
             "PUT",
@@ -214,15 +234,12 @@ def bootstrap(spec: BootstrapSpec, retry: RetryPolicy | None = None) -> dict[str
             headers={"Content-Type": "application/json"},
         )
     _put_ism_policy(client, spec)
-    if spec.writer_role_arns:
-        _map_writer_role(client, spec)
     imported = _import_dashboards(client, spec)
     return {
         "opensearch_url": spec.opensearch_url,
         "dashboards_url": spec.dashboards_url,
         "template_names": sorted(spec.templates),
         "ism_policy_id": ISM_POLICY_ID,
-        "writer_role_arns": list(spec.writer_role_arns),
         "metrics_retention_days": spec.retention_days,
         "imported_objects": imported,
         "digest": spec.digest(),
@@ -238,20 +255,6 @@ def _put_ism_policy(client: _Client, spec: BootstrapSpec) -> None:
         current = existing.json()
         params = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
     client.request("PUT", url, params=params, json=ism_policy(spec.retention_days))
-
-
-def _map_writer_role(client: _Client, spec: BootstrapSpec) -> None:
-    # PUT replaces the role and its whole mapping, so the declared ARNs are exactly who writes.
-    security = f"{spec.opensearch_url}/_plugins/_security/api"
-    client.request("PUT", f"{security}/roles/{WRITER_ROLE}", json=writer_role())
-    client.request(
-        "PUT",
-        f"{security}/rolesmapping/{WRITER_ROLE}",
-        json={
-            "description": "bacalhau-logs compute node roles",
-            "backend_roles": list(spec.writer_role_arns),
-        },
-    )
 
 
 def _import_dashboards(client: _Client, spec: BootstrapSpec) -> int:
@@ -307,7 +310,6 @@ class SearchBootstrapArgs:
     username: pulumi.Input[str] | None = None
     password: pulumi.Input[str] | None = None
     aws_region: str | None = None
-    writer_role_arns: pulumi.Input[list[str]] | None = None
 
 
 class SearchBootstrap(pulumi.dynamic.Resource):
@@ -329,9 +331,132 @@ class SearchBootstrap(pulumi.dynamic.Resource):
             "username": pulumi.Output.secret(args.username) if args.username else None,
             "password": pulumi.Output.secret(args.password) if args.password else None,
             "aws_region": args.aws_region,
-            "writer_role_arns": args.writer_role_arns,
             "digest": None,
             "imported_objects": None,
             "template_names": None,
         }
         super().__init__(SearchBootstrapProvider(), name, props, opts)
+
+
+@dataclass(frozen=True)
+class WriterSpec:
+    opensearch_url: str
+    # The node region served: it names the security role.
+    region: str
+    # That region's node IAM role ARN, the mapping's only backend role.
+    role_arn: str
+    # Sign requests with SigV4 for this region (the domain's); None sends them unsigned.
+    aws_region: str | None = None
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, Any]) -> WriterSpec:
+        region, role_arn = str(props.get("region") or ""), str(props.get("role_arn") or "")
+        if not region or not role_arn:
+            raise BootstrapError("a search writer needs both `region` and `role_arn`")
+        return cls(
+            opensearch_url=str(props["opensearch_url"]).rstrip("/"),
+            region=region,
+            role_arn=role_arn,
+            aws_region=props.get("aws_region") or None,
+        )
+
+    @property
+    def role_name(self) -> str:
+        return writer_role_name(self.region)
+
+    def client(self, retry: RetryPolicy | None) -> _Client:
+        return _Client(retry or RetryPolicy(), aws_region=self.aws_region)
+
+    def security_api(self, kind: str) -> str:
+        return f"{self.opensearch_url}/_plugins/_security/api/{kind}/{self.role_name}"
+
+
+def map_writer(spec: WriterSpec, retry: RetryPolicy | None = None) -> dict[str, Any]:
+    """PUTs the region's writer role and maps exactly its node role to it; returns the outputs."""
+    client = spec.client(retry)
+    client.request("PUT", spec.security_api("roles"), json=writer_role(spec.region))
+    # PUT replaces the whole mapping, so the region's node role is exactly who holds the role.
+    client.request(
+        "PUT",
+        spec.security_api("rolesmapping"),
+        json={
+            "description": f"bacalhau-logs compute node role in {spec.region}",
+            "backend_roles": [spec.role_arn],
+        },
+    )
+    return {
+        "opensearch_url": spec.opensearch_url,
+        "region": spec.region,
+        "role_arn": spec.role_arn,
+        "aws_region": spec.aws_region,
+        "role_name": spec.role_name,
+    }
+
+
+def unmap_writer(spec: WriterSpec, retry: RetryPolicy | None = None) -> None:
+    """DELETEs the region's mapping, then its role; either already gone (404) is fine."""
+    client = spec.client(retry)
+    deleted_or_gone = frozenset({200, 404})
+    client.request("DELETE", spec.security_api("rolesmapping"), ok=deleted_or_gone)
+    client.request("DELETE", spec.security_api("roles"), ok=deleted_or_gone)
+
+
+class SearchWriterProvider(pulumi.dynamic.ResourceProvider):
+    """Holds no configuration: everything comes in with the inputs (or the stored outputs)."""
+
+    # Another domain or region is another role: create the new one, then delete the old.
+    _REPLACING = ("opensearch_url", "region")
+
+    def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
+        outs = map_writer(WriterSpec.from_props(props))
+        return pulumi.dynamic.CreateResult(id_=outs["role_name"], outs=outs)
+
+    def diff(
+        self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]
+    ) -> pulumi.dynamic.DiffResult:
+        old, new = WriterSpec.from_props(_olds), WriterSpec.from_props(_news)
+        changed = [
+            f.name for f in fields(WriterSpec) if getattr(old, f.name) != getattr(new, f.name)
+        ]
+        return pulumi.dynamic.DiffResult(
+            changes=bool(changed),
+            replaces=[key for key in changed if key in self._REPLACING],
+            delete_before_replace=False,
+        )
+
+    def update(
+        self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]
+    ) -> pulumi.dynamic.UpdateResult:
+        return pulumi.dynamic.UpdateResult(outs=map_writer(WriterSpec.from_props(_news)))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        unmap_writer(WriterSpec.from_props(_props))
+
+
+@dataclass(frozen=True)
+class SearchWriterArgs:
+    opensearch_url: pulumi.Input[str]
+    #: the node region whose writers this maps; it names the security role
+    region: str
+    #: that region's node IAM role ARN
+    role_arn: pulumi.Input[str]
+    #: the domain's region, to SigV4-sign for; None sends requests unsigned
+    aws_region: str | None = None
+
+
+class SearchWriter(pulumi.dynamic.Resource, module="opensearch", name="SearchWriter"):
+    """One node region's metrics writer role in OpenSearch, mapped to its node IAM role only."""
+
+    role_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: SearchWriterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        props: dict[str, Any] = {
+            "opensearch_url": args.opensearch_url,
+            "region": args.region,
+            "role_arn": args.role_arn,
+            "aws_region": args.aws_region,
+            "role_name": None,
+        }
+        super().__init__(SearchWriterProvider(), name, props, opts)

@@ -53,14 +53,16 @@ class SearchDomain(pulumi.ComponentResource):
       1. the domain's access policy (IAM): the stack's node roles (by tag) and the admins only;
       2. FGAC (OpenSearch security): the deploying identity is the master user
          (``master_user_arn``, no internal user database), so it holds ``all_access`` and
-         ``security_manager``. The stack's ``SearchBootstrap`` signs as that identity and
-         creates the ``bacalhau_logs_writer`` role (write to ``bacalhau-logs-metrics-*`` only)
-         mapped to the node role ARNs as backend roles; nodes can do nothing else.
+         ``security_manager``. The stack's ``SearchWriter`` resources sign as that identity
+         and create, per node region, a ``bacalhau_logs_writer_<region>`` role (write to
+         ``bacalhau-logs-metrics-*`` only) mapped to that region's node role ARN alone as its
+         backend role; nodes can do nothing else.
     People reach Dashboards as one of ``aws.searchAdminArns`` through a SigV4-signing proxy, or
     after adding SAML/Cognito and their own role mappings; the master user can map more roles.
     Changing who deploys changes the master user (an in-place domain update).
 
-    Outputs ``url``, ``dashboards_url``, ``domain_arn`` and ``region`` for the bootstrap.
+    Outputs ``url``, ``dashboards_url``, ``domain_arn`` and ``region`` for the bootstrap and the
+    writers.
     """
 
     def __init__(

@@ -4,7 +4,9 @@ One ``aws.Provider`` per region is passed down to that region's components; noth
 ambient region. Per region: a network, an archive bucket, an image registry and compute nodes.
 Once, in the home region (or per region, by ``aws.opensearch.placement``): the search domain(s)
 with their bootstrap (SigV4-signed); and, unless the orchestrator is external, a self-hosted
-orchestrator. Per region again: the stack's images in that region's ECR and the region's jobs.
+orchestrator. Per region again: the stack's images in that region's ECR, the region's metrics
+writer role in the domain it writes to, and the region's jobs. Nothing shared lists the regions,
+so adding one changes no existing resource.
 
 Jobs are registered from where ``pulumi up`` runs, so the orchestrator's API must be reachable
 from there: an external one at its ``apiUrl``; a self-hosted one only from ``aws.apiAllowedCidrs``
@@ -32,6 +34,7 @@ from infra.components.aws_registry import RegionRegistry, RegionRegistryArgs
 from infra.components.aws_search import SearchDomain, SearchDomainArgs, domain_name
 from infra.components.jobs import RegionJobs
 from infra.images import STACK_IMAGES
+from infra.opensearch_setup import SearchWriter, SearchWriterArgs
 from infra.settings import (
     ConfigError,
     OrchestratorMode,
@@ -60,7 +63,7 @@ class _Region:
 
 @dataclass(frozen=True)
 class _Declared:
-    """What a region's jobs and its search domain's bootstrap need from the region."""
+    """What a region's jobs and its search writer need from the region."""
 
     archive: RegionArchive
     registry: RegionRegistry
@@ -119,7 +122,8 @@ def declare_aws(settings: Settings, secrets: Secrets) -> dict[str, pulumi.Input[
         outputs["ecrRepositories"][name] = declared[name].registry.repository_urls
         outputs["images"][name] = declared[name].images.references
         outputs["nodeRoleArns"][name] = declared[name].nodes.role.arn
-    _declare_search_bootstraps(settings, searches, search_of, declared)
+    _declare_search_bootstraps(settings, searches)
+    _declare_search_writers(search_of, declared)
     jobs = (
         _declare_jobs(settings, secrets, api_url, orchestrator, search_of, declared)
         if settings.aws.register_jobs
@@ -161,25 +165,34 @@ def _check_jobs_can_be_registered(settings: Settings) -> None:
         )
 
 
-def _declare_search_bootstraps(
-    settings: Settings,
-    searches: dict[str, SearchDomain],
-    search_of: dict[str, SearchDomain],
-    declared: dict[str, _Declared],
-) -> None:
-    """One bootstrap per domain, signed as the deployer (the FGAC master user); it maps the node
-    roles of every region the domain serves to the metrics writer role."""
+def _declare_search_bootstraps(settings: Settings, searches: dict[str, SearchDomain]) -> None:
+    """One bootstrap per domain, signed as the deployer (the FGAC master user)."""
     per_region = settings.aws.opensearch.placement is SearchPlacement.PER_REGION
     for home_of_domain, search in searches.items():
-        served = [name for name, domain in search_of.items() if domain is search]
         declare_search_bootstrap(
             f"{home_of_domain}-search-bootstrap" if per_region else "search-bootstrap",
             opensearch_url=search.url,
             dashboards_url=search.dashboards_url,
             retention_days=settings.aws.opensearch.metrics_retention_days,
             aws_region=search.region,
-            writer_role_arns=pulumi.Output.all(
-                *(declared[name].nodes.role.arn for name in sorted(served))
+            opts=pulumi.ResourceOptions(depends_on=[search]),
+        )
+
+
+def _declare_search_writers(
+    search_of: dict[str, SearchDomain], declared: dict[str, _Declared]
+) -> None:
+    """Per region, its own writer role in the domain it writes to, mapped to its node role only
+    and signed as the deployer: one shared mapping would change whenever a region is added."""
+    for name, region in declared.items():
+        search = search_of[name]
+        SearchWriter(
+            f"{name}-search-writer",
+            SearchWriterArgs(
+                opensearch_url=search.url,
+                region=name,
+                role_arn=region.nodes.role.arn,
+                aws_region=search.region,
             ),
             opts=pulumi.ResourceOptions(depends_on=[search]),
         )

@@ -109,11 +109,9 @@ def declare_search_bootstrap(
     username: pulumi.Input[str] | None = None,
     password: pulumi.Input[str] | None = None,
     aws_region: str | None = None,
-    writer_role_arns: pulumi.Input[list[str]] | None = None,
     opts: pulumi.ResourceOptions | None = None,
 ) -> SearchBootstrap:
-    """With ``aws_region``, requests are SigV4-signed for that region (AWS OpenSearch Service);
-    ``writer_role_arns`` are the IAM roles mapped to the metrics writer role (FGAC)."""
+    """With ``aws_region``, requests are SigV4-signed for that region (AWS OpenSearch Service)."""
     templates, dashboards = search_content()
     return SearchBootstrap(
         name,
@@ -126,7 +124,6 @@ def declare_search_bootstrap(
             username=username,
             password=password,
             aws_region=aws_region,
-            writer_role_arns=writer_role_arns,
         ),
         opts,
     )

@@ -1,4 +1,5 @@
-"""Images, jobs and search bootstrap of the AWS stack under mocks: per region, the right place."""
+"""Images, jobs, search bootstrap and writers of the AWS stack under mocks: per region, the right
+place."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tests.support.pulumi_mocks import is_secret, unwrap
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
 JOB = "pulumi-python:dynamic/bacalhau:Job"
 BOOTSTRAP = "pulumi-python:dynamic:Resource"
+WRITER = "pulumi-python:dynamic/opensearch:SearchWriter"
 
 
 def _registry(region: str) -> str:
@@ -93,26 +95,43 @@ def test_canary_region_goes_first() -> None:
     assert "jobs-us-east-1" not in run.depends_on["jobs-eu-west-1-logstash"]
 
 
-def test_one_signed_bootstrap_maps_every_served_regions_node_role(prod_run: AwsRun) -> None:
-    (bootstrap,) = [r for r in prod_run.of_type(BOOTSTRAP) if r.name.endswith("search-bootstrap")]
+def _node_role(region: str) -> str:
+    return f"arn:aws:iam::{ACCOUNT}:role/{region}-nodes-role"
+
+
+def test_one_signed_bootstrap_for_the_home_domain_maps_no_roles(prod_run: AwsRun) -> None:
+    (bootstrap,) = prod_run.of_type(BOOTSTRAP)
     inputs = bootstrap.inputs
     assert bootstrap.name == "search-bootstrap"
     assert inputs["aws_region"] == "us-east-1"
     assert inputs["opensearch_url"] == "https://search-bl-prod.es.amazonaws.com"
     assert inputs.get("username") is None and inputs.get("password") is None
-    assert sorted(inputs["writer_role_arns"]) == sorted(
-        f"arn:aws:iam::{ACCOUNT}:role/{region}-nodes-role" for region in REGIONS
-    )
+    assert not [key for key in inputs if "role" in key]
     assert prod_run.outputs["opensearchMasterUserArn"] == DEPLOYER
 
 
-def test_per_region_search_gets_a_bootstrap_per_domain_for_its_region_only() -> None:
+def test_each_region_maps_its_own_node_role_in_the_home_domain(prod_run: AwsRun) -> None:
+    writers = {w.name: w.inputs for w in prod_run.of_type(WRITER)}
+    assert set(writers) == {f"{region}-search-writer" for region in REGIONS}
+    for region in REGIONS:
+        inputs = writers[f"{region}-search-writer"]
+        assert inputs["region"] == region
+        assert inputs["role_arn"] == _node_role(region)
+        # placement: home puts the one domain in us-east-1; every writer signs for it.
+        assert inputs["opensearch_url"] == "https://search-bl-prod.es.amazonaws.com"
+        assert inputs["aws_region"] == "us-east-1"
+        assert "search" in prod_run.depends_on[f"{region}-search-writer"]
+
+
+def test_per_region_search_gets_a_bootstrap_per_domain_and_a_writer_in_it() -> None:
     aws = {**prod_config()["aws"], "opensearch": {"placement": "per-region"}}
     run = run_aws(prod_settings(aws=aws))
     for region in REGIONS:
-        inputs = run.named(f"{region}-search-bootstrap").inputs
-        assert inputs["aws_region"] == region
-        assert inputs["writer_role_arns"] == [f"arn:aws:iam::{ACCOUNT}:role/{region}-nodes-role"]
+        assert run.named(f"{region}-search-bootstrap").inputs["aws_region"] == region
+        writer = run.named(f"{region}-search-writer").inputs
+        assert writer["opensearch_url"] == f"https://search-bl-prod-{region}.es.amazonaws.com"
+        assert (writer["region"], writer["aws_region"]) == (region, region)
+        assert writer["role_arn"] == _node_role(region)
         env = run.named(f"jobs-{region}-logstash").inputs["spec"]["Tasks"][0]["Env"]
         assert env["OPENSEARCH_REGION"] == region
 

@@ -1,24 +1,30 @@
-"""SearchBootstrap's provider against a recording stand-in for OpenSearch and Dashboards."""
+"""SearchBootstrap's and SearchWriter's providers against a recording stand-in for OpenSearch
+and Dashboards."""
 
 from __future__ import annotations
 
 import base64
 import json
 import pickle
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 from logstash_support import LOGSTASH_DIR, SearchStandIn
 
 from infra.opensearch_setup import (
-    WRITER_ROLE,
     BootstrapError,
     BootstrapSpec,
     RetryPolicy,
     SearchBootstrapProvider,
+    SearchWriterProvider,
+    WriterSpec,
     bootstrap,
     ism_policy,
+    map_writer,
+    unmap_writer,
     writer_role,
+    writer_role_name,
 )
 
 FAST = RetryPolicy(attempts=3, delay_seconds=0.0, timeout_seconds=5.0)
@@ -210,29 +216,10 @@ def test_sigv4_wins_over_basic_auth_and_keeps_no_credentials(
     assert "AKIDEXAMPLE" not in pickle.dumps(SearchBootstrapProvider()).decode("latin-1")
 
 
-def test_writer_role_is_defined_and_mapped_to_exactly_the_node_roles(
-    search_server: SearchStandIn, fake_aws_credentials: None
-) -> None:
-    search_server.queue("/_plugins/_security/api/", (200, '{"status":"OK"}'), (200, "{}"))
-    roles = ["arn:aws:iam::123456789012:role/b-nodes", "arn:aws:iam::123456789012:role/a-nodes"]
-    outs = run(search_server, aws_region="us-east-1", writer_role_arns=roles)
-    security = [r for r in search_server.requests if r.path.startswith("/_plugins/_security/")]
-    role, mapping = security
-    assert (role.method, role.path) == ("PUT", f"/_plugins/_security/api/roles/{WRITER_ROLE}")
-    assert json.loads(role.body) == writer_role()
-    (index_permissions,) = writer_role()["index_permissions"]
-    assert index_permissions["index_patterns"] == ["bacalhau-logs-metrics-*"]
-    assert (mapping.method, mapping.path) == (
-        "PUT",
-        f"/_plugins/_security/api/rolesmapping/{WRITER_ROLE}",
-    )
-    assert json.loads(mapping.body)["backend_roles"] == sorted(roles)
-    assert outs["writer_role_arns"] == sorted(roles)
-
-
-def test_without_writer_roles_no_security_call_is_made(search_server: SearchStandIn) -> None:
-    run(search_server)
+def test_the_bootstrap_makes_no_security_call(search_server: SearchStandIn) -> None:
+    outs = run(search_server)
     assert not [r for r in search_server.requests if "_security" in r.path]
+    assert not [key for key in outs if "role" in key]
 
 
 def test_missing_aws_credentials_fail_clearly(
@@ -245,12 +232,162 @@ def test_missing_aws_credentials_fail_clearly(
         run(search_server, aws_region="us-east-1")
 
 
-def test_digest_changes_with_the_mapped_roles_and_signing_region(
-    search_server: SearchStandIn,
-) -> None:
+def test_digest_changes_with_the_signing_region(search_server: SearchStandIn) -> None:
     base = BootstrapSpec.from_props(props(search_server)).digest()
     signed = BootstrapSpec.from_props(props(search_server, aws_region="us-east-1")).digest()
-    mapped = BootstrapSpec.from_props(
-        props(search_server, aws_region="us-east-1", writer_role_arns=["arn:x"])
-    ).digest()
-    assert len({base, signed, mapped}) == 3
+    assert base != signed
+
+
+# SearchWriter: one node region's writer role and its mapping.
+
+SECURITY = "/_plugins/_security/api"
+NODE_ROLE = "arn:aws:iam::123456789012:role/eu-west-1-nodes-role"
+WRITER = "bacalhau_logs_writer_eu_west_1"
+
+
+def writer_props(server: SearchStandIn, **overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "opensearch_url": server.url + "/",
+        "region": "eu-west-1",
+        "role_arn": NODE_ROLE,
+        "aws_region": None,
+    }
+    return base | overrides
+
+
+def security_accepts(server: SearchStandIn, calls: int = 2) -> None:
+    # The stand-in answers 404 to security calls unless told otherwise.
+    server.queue(SECURITY, *[(200, '{"status":"OK"}')] * calls)
+
+
+@pytest.fixture
+def deletes_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in's handler serves GET, PUT and POST; let it record and answer DELETE too."""
+    monkeypatch.setattr(
+        BaseHTTPRequestHandler, "do_DELETE", lambda self: self._handle(), raising=False
+    )
+
+
+def test_writer_role_is_named_per_region_with_write_only_permissions() -> None:
+    assert writer_role_name("eu-west-1") == WRITER
+    assert writer_role_name("ap-southeast-2") == "bacalhau_logs_writer_ap_southeast_2"
+    role = writer_role("eu-west-1")
+    assert role["cluster_permissions"] == ["cluster_monitor", "cluster_composite_ops"]
+    (index_permissions,) = role["index_permissions"]
+    assert index_permissions == {
+        "index_patterns": ["bacalhau-logs-metrics-*"],
+        "allowed_actions": ["crud", "create_index", "indices:admin/mapping/put"],
+    }
+    assert "eu-west-1" in role["description"]
+
+
+def test_writer_puts_its_role_and_maps_exactly_its_node_role(search_server: SearchStandIn) -> None:
+    security_accepts(search_server)
+    created = SearchWriterProvider().create(writer_props(search_server))
+    assert calls(search_server) == [
+        ("PUT", f"{SECURITY}/roles/{WRITER}"),
+        ("PUT", f"{SECURITY}/rolesmapping/{WRITER}"),
+    ]
+    role, mapping = search_server.requests
+    assert json.loads(role.body) == writer_role("eu-west-1")
+    assert json.loads(mapping.body)["backend_roles"] == [NODE_ROLE]
+    assert "authorization" not in role.headers
+    assert created.id == WRITER
+    assert created.outs == {
+        "opensearch_url": search_server.url,
+        "region": "eu-west-1",
+        "role_arn": NODE_ROLE,
+        "aws_region": None,
+        "role_name": WRITER,
+    }
+
+
+def test_writer_update_maps_the_new_node_role_in_place(search_server: SearchStandIn) -> None:
+    provider = SearchWriterProvider()
+    security_accepts(search_server, calls=4)
+    olds = provider.create(writer_props(search_server)).outs or {}
+    search_server.requests.clear()
+    new_role = "arn:aws:iam::123456789012:role/eu-west-1-nodes-role-2"
+    news = writer_props(search_server, role_arn=new_role)
+    diff = provider.diff(WRITER, olds, news)
+    assert (diff.changes, diff.replaces) == (True, [])
+    updated = provider.update(WRITER, olds, news)
+    (_, mapping) = search_server.requests
+    assert json.loads(mapping.body)["backend_roles"] == [new_role]
+    assert (updated.outs or {})["role_arn"] == new_role
+
+
+def test_writer_diff_replaces_on_another_region_or_domain(search_server: SearchStandIn) -> None:
+    provider = SearchWriterProvider()
+    security_accepts(search_server)
+    olds = provider.create(writer_props(search_server)).outs or {}
+    assert provider.diff(WRITER, olds, writer_props(search_server)).changes is False
+    moved = provider.diff(WRITER, olds, writer_props(search_server, region="eu-central-1"))
+    assert (moved.changes, moved.replaces) == (True, ["region"])
+    other = provider.diff(WRITER, olds, writer_props(search_server, opensearch_url="https://x"))
+    assert other.replaces == ["opensearch_url"]
+    signed = provider.diff(WRITER, olds, writer_props(search_server, aws_region="us-east-1"))
+    assert (signed.changes, signed.replaces) == (True, [])
+
+
+def test_writer_delete_removes_the_mapping_then_the_role(
+    search_server: SearchStandIn, deletes_answered: None
+) -> None:
+    security_accepts(search_server, calls=4)
+    provider = SearchWriterProvider()
+    outs = provider.create(writer_props(search_server)).outs or {}
+    search_server.requests.clear()
+    provider.delete(WRITER, outs)
+    assert calls(search_server) == [
+        ("DELETE", f"{SECURITY}/rolesmapping/{WRITER}"),
+        ("DELETE", f"{SECURITY}/roles/{WRITER}"),
+    ]
+
+
+def test_writer_already_gone_is_deleted(
+    search_server: SearchStandIn, deletes_answered: None
+) -> None:
+    # Unqueued, the stand-in answers 404: neither mapping nor role exists any more.
+    unmap_writer(WriterSpec.from_props(writer_props(search_server)), FAST)
+    assert calls(search_server) == [
+        ("DELETE", f"{SECURITY}/rolesmapping/{WRITER}"),
+        ("DELETE", f"{SECURITY}/roles/{WRITER}"),
+    ]
+
+
+def test_writer_delete_refused_is_an_error(
+    search_server: SearchStandIn, deletes_answered: None
+) -> None:
+    search_server.queue(SECURITY, (403, '{"status":"FORBIDDEN"}'))
+    with pytest.raises(BootstrapError, match=r"DELETE .*/rolesmapping/.* -> 403"):
+        unmap_writer(WriterSpec.from_props(writer_props(search_server)), FAST)
+
+
+def test_writer_retries_a_starting_domain_within_bounds(search_server: SearchStandIn) -> None:
+    search_server.queue(SECURITY, *[(503, "starting")] * 3)
+    with pytest.raises(BootstrapError, match="after 3 attempts: HTTP 503"):
+        map_writer(WriterSpec.from_props(writer_props(search_server)), FAST)
+
+
+def test_writer_signs_for_the_domains_region_and_keeps_no_credentials(
+    search_server: SearchStandIn, fake_aws_credentials: None
+) -> None:
+    security_accepts(search_server)
+    provider = SearchWriterProvider()
+    created = provider.create(writer_props(search_server, aws_region="us-east-1"))
+    assert len(search_server.requests) == 2
+    for request in search_server.requests:
+        authorization = request.headers["authorization"]
+        assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+        # Signed for the domain's region, not the node region it maps.
+        assert "/us-east-1/es/aws4_request" in authorization
+    stored = json.dumps(created.outs) + pickle.dumps(provider).decode("latin-1")
+    for secret in ("AKIDEXAMPLE", "wJalrXUtnFEMI", "session-token-example"):
+        assert secret not in stored
+
+
+def test_writer_needs_a_region_and_a_role(search_server: SearchStandIn) -> None:
+    with pytest.raises(BootstrapError, match="`region` and `role_arn`"):
+        WriterSpec.from_props(writer_props(search_server, role_arn=None))
+    with pytest.raises(BootstrapError, match="`region` and `role_arn`"):
+        WriterSpec.from_props(writer_props(search_server, region=""))
