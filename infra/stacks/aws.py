@@ -104,6 +104,7 @@ def declare_aws(settings: Settings, secrets: Secrets) -> dict[str, pulumi.Input[
         "ecrRepositories": {},
         "images": {},
         "nodeRoleArns": {},
+        "nodes": {},
     }
     declared: dict[str, _Declared] = {}
     search_of: dict[str, SearchDomain] = {}
@@ -122,6 +123,11 @@ def declare_aws(settings: Settings, secrets: Secrets) -> dict[str, pulumi.Input[
         outputs["ecrRepositories"][name] = declared[name].registry.repository_urls
         outputs["images"][name] = declared[name].images.references
         outputs["nodeRoleArns"][name] = declared[name].nodes.role.arn
+        # Node names are their hostnames and `host` labels: operators scope queries by them.
+        outputs["nodes"][name] = [
+            naming.node_name(settings.project, settings.stack, name, index)
+            for index in range(1, region.settings.nodes + 1)
+        ]
     _declare_search_bootstraps(settings, searches)
     _declare_search_writers(search_of, declared)
     jobs = (

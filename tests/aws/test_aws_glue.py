@@ -149,3 +149,11 @@ def test_register_jobs_false_declares_no_jobs_but_everything_else() -> None:
     assert run.outputs["jobs"] == {}
     assert run.of_type("docker:index/image:Image")
     assert not run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")[3:]
+
+
+def test_nodes_output_names_every_node_for_host_scoped_queries(prod_run: AwsRun) -> None:
+    assert prod_run.outputs["nodes"] == {
+        "us-east-1": ["bacalhau-logs-prod-us-east-1-node-1", "bacalhau-logs-prod-us-east-1-node-2"],
+        "eu-west-1": ["bacalhau-logs-prod-eu-west-1-node-1", "bacalhau-logs-prod-eu-west-1-node-2"],
+        "ap-southeast-2": ["bacalhau-logs-prod-ap-southeast-2-node-1"],
+    }

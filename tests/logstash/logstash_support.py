@@ -82,7 +82,7 @@ def running_search_stand_in() -> Iterator[SearchStandIn]:
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_PUT = do_POST = _handle
+        do_GET = do_PUT = do_POST = do_DELETE = _handle
 
         def log_message(self, format: str, *args: object) -> None:
             pass

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import pickle
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -260,14 +259,6 @@ def security_accepts(server: SearchStandIn, calls: int = 2) -> None:
     server.queue(SECURITY, *[(200, '{"status":"OK"}')] * calls)
 
 
-@pytest.fixture
-def deletes_answered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The stand-in's handler serves GET, PUT and POST; let it record and answer DELETE too."""
-    monkeypatch.setattr(
-        BaseHTTPRequestHandler, "do_DELETE", lambda self: self._handle(), raising=False
-    )
-
-
 def test_writer_role_is_named_per_region_with_write_only_permissions() -> None:
     assert writer_role_name("eu-west-1") == WRITER
     assert writer_role_name("ap-southeast-2") == "bacalhau_logs_writer_ap_southeast_2"
@@ -330,9 +321,7 @@ def test_writer_diff_replaces_on_another_region_or_domain(search_server: SearchS
     assert (signed.changes, signed.replaces) == (True, [])
 
 
-def test_writer_delete_removes_the_mapping_then_the_role(
-    search_server: SearchStandIn, deletes_answered: None
-) -> None:
+def test_writer_delete_removes_the_mapping_then_the_role(search_server: SearchStandIn) -> None:
     security_accepts(search_server, calls=4)
     provider = SearchWriterProvider()
     outs = provider.create(writer_props(search_server)).outs or {}
@@ -344,9 +333,7 @@ def test_writer_delete_removes_the_mapping_then_the_role(
     ]
 
 
-def test_writer_already_gone_is_deleted(
-    search_server: SearchStandIn, deletes_answered: None
-) -> None:
+def test_writer_already_gone_is_deleted(search_server: SearchStandIn) -> None:
     # Unqueued, the stand-in answers 404: neither mapping nor role exists any more.
     unmap_writer(WriterSpec.from_props(writer_props(search_server)), FAST)
     assert calls(search_server) == [
@@ -355,9 +342,7 @@ def test_writer_already_gone_is_deleted(
     ]
 
 
-def test_writer_delete_refused_is_an_error(
-    search_server: SearchStandIn, deletes_answered: None
-) -> None:
+def test_writer_delete_refused_is_an_error(search_server: SearchStandIn) -> None:
     search_server.queue(SECURITY, (403, '{"status":"FORBIDDEN"}'))
     with pytest.raises(BootstrapError, match=r"DELETE .*/rolesmapping/.* -> 403"):
         unmap_writer(WriterSpec.from_props(writer_props(search_server)), FAST)
