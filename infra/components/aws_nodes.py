@@ -11,6 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import aws_policies, cloudinit, nodeconfig
+from infra.components.aws_common import egress_only_security_group, ssm_instance_profile
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,10 @@ class RegionNodes(pulumi.ComponentResource):
         self._args = args
         self._child = pulumi.ResourceOptions(parent=self)
         profile = self._create_identity()
-        security_group = aws.ec2.SecurityGroup(
+        security_group = egress_only_security_group(
             f"{name}-sg",
             vpc_id=args.vpc_id,
             description="bacalhau-logs compute nodes: no ingress, egress for NATS, S3, ECR",
-            egress=[
-                aws.ec2.SecurityGroupEgressArgs(
-                    protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"]
-                )
-            ],
             opts=self._child,
         )
         self.instances = [
@@ -105,13 +101,7 @@ class RegionNodes(pulumi.ComponentResource):
             *args.repository_arns,
         ).apply(self._policy_json)
         aws.iam.RolePolicy(f"{name}-policy", role=self.role.id, policy=policy, opts=self._child)
-        aws.iam.RolePolicyAttachment(
-            f"{name}-ssm",
-            role=self.role.name,
-            policy_arn=aws_policies.SSM_MANAGED_POLICY,
-            opts=self._child,
-        )
-        return aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, opts=self._child)
+        return ssm_instance_profile(name, role=self.role, opts=self._child)
 
     def _policy_json(self, values: list[Any]) -> str:
         bucket_arn, kms_key_arn, ca_parameter_arn, *repository_arns = values

@@ -11,6 +11,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra import aws_policies, cloudinit, nodeconfig
+from infra.components.aws_common import egress_only_security_group, ssm_instance_profile
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,10 @@ class SelfHostedOrchestrator(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
         )
         self.ca = cloudinit.CaParameter(name=args.ca_parameter_name, region=args.region)
-        self.security_group = aws.ec2.SecurityGroup(
+        self.security_group = egress_only_security_group(
             f"{name}-sg",
             vpc_id=args.vpc_id,
             description="bacalhau-logs orchestrator: NATS from compute NATs, API from allow-list",
-            egress=[
-                aws.ec2.SecurityGroupEgressArgs(
-                    protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"]
-                )
-            ],
             opts=self._child,
         )
         for index, cidr in enumerate(args.api_allowed_cidrs, start=1):
@@ -131,13 +127,7 @@ class SelfHostedOrchestrator(pulumi.ComponentResource):
             ),
             opts=self._child,
         )
-        aws.iam.RolePolicyAttachment(
-            f"{name}-ssm",
-            role=role.name,
-            policy_arn=aws_policies.SSM_MANAGED_POLICY,
-            opts=self._child,
-        )
-        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=self._child)
+        profile = ssm_instance_profile(name, role=role, opts=self._child)
         labels = {"region": args.region, "env": args.env, "role": "orchestrator"}
 
         def render(values: list[str]) -> str:
