@@ -33,3 +33,17 @@ def ssm_instance_profile(
         f"{name}-ssm", role=role.name, policy_arn=aws_policies.SSM_MANAGED_POLICY, opts=opts
     )
     return aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=opts)
+
+
+def imds_v2_only(hop_limit: int) -> aws.ec2.InstanceMetadataOptionsArgs:
+    """Instance metadata with session tokens required (IMDSv2); ``hop_limit`` 2 lets containers
+    on the instance reach it, 1 keeps it to the host."""
+    return aws.ec2.InstanceMetadataOptionsArgs(
+        http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=hop_limit
+    )
+
+
+def encrypted_gp3_root(size_gb: int) -> aws.ec2.InstanceRootBlockDeviceArgs:
+    return aws.ec2.InstanceRootBlockDeviceArgs(
+        volume_type="gp3", volume_size=size_gb, encrypted=True, delete_on_termination=True
+    )

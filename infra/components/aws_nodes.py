@@ -11,7 +11,12 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import aws_policies, cloudinit, nodeconfig
-from infra.components.aws_common import egress_only_security_group, ssm_instance_profile
+from infra.components.aws_common import (
+    egress_only_security_group,
+    encrypted_gp3_root,
+    imds_v2_only,
+    ssm_instance_profile,
+)
 
 
 @dataclass(frozen=True)
@@ -162,18 +167,9 @@ class RegionNodes(pulumi.ComponentResource):
             vpc_security_group_ids=[security_group.id],
             iam_instance_profile=profile.name,
             associate_public_ip_address=False,
-            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
-                http_endpoint="enabled",
-                http_tokens="required",
-                # Two hops: Logstash runs in a container and takes S3 credentials from the role.
-                http_put_response_hop_limit=2,
-            ),
-            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
-                volume_type="gp3",
-                volume_size=args.root_volume_gb,
-                encrypted=True,
-                delete_on_termination=True,
-            ),
+            # Two hops: Logstash runs in a container and takes S3 credentials from the role.
+            metadata_options=imds_v2_only(hop_limit=2),
+            root_block_device=encrypted_gp3_root(args.root_volume_gb),
             user_data=user_data,
             # cloud-init runs once per instance: a changed config only applies to a new one.
             user_data_replace_on_change=True,

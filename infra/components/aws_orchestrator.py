@@ -11,7 +11,12 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra import aws_policies, cloudinit, nodeconfig
-from infra.components.aws_common import egress_only_security_group, ssm_instance_profile
+from infra.components.aws_common import (
+    egress_only_security_group,
+    encrypted_gp3_root,
+    imds_v2_only,
+    ssm_instance_profile,
+)
 
 
 @dataclass(frozen=True)
@@ -156,15 +161,8 @@ class SelfHostedOrchestrator(pulumi.ComponentResource):
                 network_interface_id=interface.id
             ),
             iam_instance_profile=profile.name,
-            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
-                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
-            ),
-            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
-                volume_type="gp3",
-                volume_size=args.root_volume_gb,
-                encrypted=True,
-                delete_on_termination=True,
-            ),
+            metadata_options=imds_v2_only(hop_limit=1),
+            root_block_device=encrypted_gp3_root(args.root_volume_gb),
             user_data=user_data,
             user_data_replace_on_change=True,
             tags={"Name": name},
