@@ -36,25 +36,19 @@ SAMPLE_VALUES = {
 
 @pytest.fixture(scope="session")
 def swagger_path() -> Path:
-    return REPO_ROOT.parent / "shared" / "reference" / "bacalhau" / "swagger-v1.9.3.json"
+    return REPO_ROOT / "tests" / "reference" / "bacalhau" / "swagger-v1.9.3.json"
 
 
 @pytest.fixture(scope="session")
-def swagger_or_none(swagger_path: Path) -> SwaggerSpec | None:
-    return SwaggerSpec(swagger_path) if swagger_path.exists() else None
-
-
-@pytest.fixture(scope="session")
-def swagger(swagger_or_none: SwaggerSpec | None, swagger_path: Path) -> SwaggerSpec:
-    if swagger_or_none is None:
-        pytest.skip(f"Bacalhau API spec not found at {swagger_path}; spec checks skipped")
-    return swagger_or_none
+def swagger(swagger_path: Path) -> SwaggerSpec:
+    """The release's API spec, kept in the repository (tests/reference/bacalhau/README.md)."""
+    return SwaggerSpec(swagger_path)
 
 
 @pytest.fixture
-def orchestrator(swagger_or_none: SwaggerSpec | None) -> Iterator[FakeOrchestrator]:
-    """A stand-in orchestrator; when the API spec is present, every request must conform."""
-    with FakeOrchestrator(swagger=swagger_or_none) as fake:
+def orchestrator(swagger: SwaggerSpec) -> Iterator[FakeOrchestrator]:
+    """A stand-in orchestrator; every request it receives must conform to the API spec."""
+    with FakeOrchestrator(swagger=swagger) as fake:
         yield fake
     assert fake.spec_violations == []
 

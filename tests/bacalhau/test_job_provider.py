@@ -201,8 +201,8 @@ def test_unreachable_endpoint_fails_clearly_and_quickly(make_job):
     assert time.monotonic() - started < 3
 
 
-def test_api_key_from_secret_input_is_sent_as_bearer(make_job, swagger_or_none):
-    with FakeOrchestrator(swagger=swagger_or_none, api_key=SECRET) as orchestrator:
+def test_api_key_from_secret_input_is_sent_as_bearer(make_job, swagger):
+    with FakeOrchestrator(swagger=swagger, api_key=SECRET) as orchestrator:
         provider = BacalhauJobProvider(retry_budget=1.0)
         outs = provider.create(_props(orchestrator, make_job(), api_key=SECRET)).outs
         assert orchestrator.requests[0].headers["authorization"] == f"Bearer {SECRET}"
@@ -210,8 +210,8 @@ def test_api_key_from_secret_input_is_sent_as_bearer(make_job, swagger_or_none):
         assert "api_key" not in outs
 
 
-def test_api_key_from_environment_serves_refresh_and_delete(make_job, swagger_or_none, monkeypatch):
-    with FakeOrchestrator(swagger=swagger_or_none, api_key=SECRET) as orchestrator:
+def test_api_key_from_environment_serves_refresh_and_delete(make_job, swagger, monkeypatch):
+    with FakeOrchestrator(swagger=swagger, api_key=SECRET) as orchestrator:
         provider = BacalhauJobProvider(retry_budget=1.0)
         result = provider.create(_props(orchestrator, make_job(), api_key=SECRET))
         with pytest.raises(BacalhauAPIError, match="HTTP 401"):

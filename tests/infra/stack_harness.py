@@ -22,7 +22,7 @@ from tests.support.pulumi_mocks import Recorded, declare_recording
 REPO = Path(__file__).resolve().parents[2]
 PROGRAM = REPO / "infra" / "__main__.py"
 # Bacalhau reference data sits beside the repository, in the shared folder.
-REFERENCE = REPO.parent / "shared" / "reference" / "bacalhau"
+REFERENCE = REPO / "tests" / "reference" / "bacalhau"
 PROJECT = "bacalhau-logs"
 
 

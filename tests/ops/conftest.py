@@ -17,13 +17,7 @@ from infra.ops.wait import Polling
 from tests.support.fake_orchestrator import FakeOrchestrator
 from tests.support.swagger import SwaggerSpec
 
-SWAGGER = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "reference"
-    / "bacalhau"
-    / "swagger-v1.9.3.json"
-)
+SWAGGER = Path(__file__).resolve().parents[1] / "reference" / "bacalhau" / "swagger-v1.9.3.json"
 AGENT_IMAGE = "registry:5000/agent@sha256:" + "a" * 64
 NODES = {
     "eu-1": ["bacalhau-logs-dev-eu-1-node-1", "bacalhau-logs-dev-eu-1-node-2"],
@@ -73,7 +67,7 @@ class Cli:
 @pytest.fixture
 def orchestrator() -> Iterator[FakeOrchestrator]:
     """Every request must conform to the v1.9.3 API spec when it is present."""
-    swagger = SwaggerSpec(SWAGGER) if SWAGGER.exists() else None
+    swagger = SwaggerSpec(SWAGGER)
     with FakeOrchestrator(swagger=swagger, settle_jobs=True) as fake:
         for region, names in NODES.items():
             for name in names:
