@@ -12,6 +12,8 @@ from aws_harness import AwsRun
 
 from infra import cloudinit, nodeconfig
 
+REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "bacalhau"
+
 CLOUD_INIT = shutil.which("cloud-init")
 RELEASE = cloudinit.Release(version="v1.9.3")
 CA = cloudinit.CaParameter(name="/bacalhau-logs-prod/orchestrator-ca", region="us-east-1")
@@ -123,7 +125,7 @@ def test_orchestrator_user_data_is_valid_and_publishes_its_certificate(tmp_path:
 
 
 def test_node_config_keys_are_known_to_bacalhau() -> None:
-    keys_file = Path(__file__).resolve().parents[1] / "reference" / "bacalhau" / "config-keys-v1.9.3.txt"
+    keys_file = REFERENCE / "config-keys-v1.9.3.txt"
     known = {line for line in keys_file.read_text().splitlines() if line and line[0] != "#"}
     config = nodeconfig.compute_config(
         orchestrators=["nats://x:4222"],
