@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from infra import nodeconfig
+from infra import nodeconfig, tls
 from infra.versions import (
     BACALHAU_RELEASE_BASE_URL,
     BACALHAU_RELEASE_PUBLIC_KEY,
@@ -106,13 +106,18 @@ exit 1
 
 def _publish_ca_script(ca: CaParameter, public_ip: str) -> str:
     # Generated once on the instance, so the private key never leaves it; kept across reboots.
+    make_cert = shlex.join(
+        tls.self_signed_command(
+            key_path=ORCHESTRATOR_KEY_PATH,
+            cert_path=ORCHESTRATOR_CERT_PATH,
+            sans=tls.orchestrator_sans(public_ip),
+        )
+    )
     return f"""#!/bin/bash
 set -euo pipefail
 install -d -m 0700 /etc/bacalhau/tls
 if [ ! -s {ORCHESTRATOR_KEY_PATH} ]; then
-  openssl req -x509 -newkey rsa:3072 -sha256 -nodes -days 825 \\
-    -subj /CN=bacalhau-logs-orchestrator -addext subjectAltName=IP:{public_ip} \\
-    -keyout {ORCHESTRATOR_KEY_PATH} -out {ORCHESTRATOR_CERT_PATH}
+  {make_cert}
   chmod 0600 {ORCHESTRATOR_KEY_PATH}
 fi
 aws ssm put-parameter --region {ca.region} --name {shlex.quote(ca.name)} --overwrite \\

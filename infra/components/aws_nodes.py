@@ -146,7 +146,6 @@ class RegionNodes(pulumi.ComponentResource):
                 orchestrators=[nats_url],
                 token=token,
                 labels=labels,
-                require_tls=True,
                 tls_ca_cert=cloudinit.ORCHESTRATOR_CA_PATH if join.ca else None,
             )
             return cloudinit.compute_user_data(

@@ -34,7 +34,7 @@ class OrchestratorArgs:
 
 
 class SelfHostedOrchestrator(pulumi.ComponentResource):
-    """Creates a generated node token, an SSM parameter that carries the orchestrator's
+    """Creates a generated node token and API key, an SSM parameter that carries the orchestrator's
     self-signed certificate to the compute nodes, an IAM role (publish that parameter, SSM core),
     a security group that admits NATS only from the compute regions' NAT addresses (one rule per
     region, see ``allow_nats_from``) and the API only from ``api_allowed_cidrs``, a network
@@ -55,6 +55,11 @@ class SelfHostedOrchestrator(pulumi.ComponentResource):
         self._child = pulumi.ResourceOptions(parent=self)
         token = random.RandomPassword(f"{name}-token", length=48, special=False, opts=self._child)
         self.token: pulumi.Output[str] = pulumi.Output.secret(token.result)
+        # The API's one user (nodeconfig.api_auth); letters and digits so it never looks like a JWT.
+        api_key = random.RandomPassword(
+            f"{name}-api-key", length=48, special=False, opts=self._child
+        )
+        self.api_key: pulumi.Output[str] = pulumi.Output.secret(api_key.result)
         self.ca_parameter = aws.ssm.Parameter(
             f"{name}-ca",
             name=args.ca_parameter_name,
@@ -136,12 +141,17 @@ class SelfHostedOrchestrator(pulumi.ComponentResource):
         labels = {"region": args.region, "env": args.env, "role": "orchestrator"}
 
         def render(values: list[str]) -> str:
-            token, address = values
+            token, api_key, address = values
             config = nodeconfig.orchestrator_config(
                 token=token,
+                api_key=api_key,
                 labels=labels,
-                tls_cert_file=cloudinit.ORCHESTRATOR_CERT_PATH,
-                tls_key_file=cloudinit.ORCHESTRATOR_KEY_PATH,
+                # Self-signed, so the certificate is its own CA (cloudinit._publish_ca_script).
+                tls=nodeconfig.ServerTls(
+                    cert_file=cloudinit.ORCHESTRATOR_CERT_PATH,
+                    key_file=cloudinit.ORCHESTRATOR_KEY_PATH,
+                    ca_file=cloudinit.ORCHESTRATOR_CERT_PATH,
+                ),
                 api_tls=True,
             )
             return cloudinit.orchestrator_user_data(
@@ -151,7 +161,9 @@ class SelfHostedOrchestrator(pulumi.ComponentResource):
                 public_ip=address,
             )
 
-        rendered: pulumi.Output[str] = pulumi.Output.all(self.token, public_ip).apply(render)
+        rendered: pulumi.Output[str] = pulumi.Output.all(self.token, self.api_key, public_ip).apply(
+            render
+        )
         user_data: pulumi.Output[str] = pulumi.Output.secret(rendered)
         return aws.ec2.Instance(
             f"{name}-instance",

@@ -30,16 +30,20 @@ class LocalOrchestratorArgs:
 
 
 class LocalOrchestrator(pulumi.ComponentResource):
-    """Creates: a generated node token, the pinned Bacalhau image, and the orchestrator container.
+    """Creates: a generated node token and API key, the pinned Bacalhau image, a volume for the
+    orchestrator's data directory, and the orchestrator container.
 
     The API and NATS ports are published on 127.0.0.1; compute nodes reach NATS over the stack
-    network at ``internal_nats_url``.
+    network at ``internal_nats_url``. The API answers only requests carrying ``api_key``. The
+    job store (BoltDB under ``DataDir``) lives on the volume, so replacing the container (a new
+    image or config) keeps every job instead of silently starting empty.
     """
 
     api_url: pulumi.Output[str]
     nats_url: pulumi.Output[str]
     internal_nats_url: pulumi.Output[str]
     token: pulumi.Output[str]
+    api_key: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: LocalOrchestratorArgs, opts: pulumi.ResourceOptions | None = None
@@ -51,16 +55,21 @@ class LocalOrchestrator(pulumi.ComponentResource):
 
         # Nodes join with this token; generated so no literal ever sits in code or stack files.
         token = random.RandomPassword(f"{name}-token", length=40, special=False, opts=child)
+        # Letters and digits only: a key with dots could be taken for a JWT by Bacalhau.
+        api_key = random.RandomPassword(f"{name}-api-key", length=40, special=False, opts=child)
+        data = docker.Volume(f"{name}-data", name=f"{hostname}-data", opts=child)
         image = docker.RemoteImage(
             f"{name}-image",
             name=bacalhau_image(args.bacalhau_version),
             keep_locally=True,
             opts=child,
         )
-        config = token.result.apply(
-            lambda value: nodeconfig.to_yaml(
+        config = pulumi.Output.all(token.result, api_key.result).apply(
+            lambda values: nodeconfig.to_yaml(
                 nodeconfig.orchestrator_config(
-                    token=value, labels={"role": "orchestrator", "env": context.stack}
+                    token=values[0],
+                    api_key=values[1],
+                    labels={"role": "orchestrator", "env": context.stack},
                 )
             )
         )
@@ -76,6 +85,11 @@ class LocalOrchestrator(pulumi.ComponentResource):
             ports=loopback_ports(
                 {nodeconfig.API_PORT: args.api_port, nodeconfig.NATS_PORT: args.nats_port}
             ),
+            volumes=[
+                docker.ContainerVolumeArgs(
+                    volume_name=data.name, container_path=nodeconfig.BACALHAU_DATA_DIR
+                )
+            ],
             networks_advanced=attach(context, [hostname, "orchestrator"]),
             labels=container_labels(context, role="orchestrator"),
             restart="unless-stopped",
@@ -89,6 +103,7 @@ class LocalOrchestrator(pulumi.ComponentResource):
             lambda _: f"nats://{hostname}:{nodeconfig.NATS_PORT}"
         )
         self.token = pulumi.Output.secret(token.result)
+        self.api_key = pulumi.Output.secret(api_key.result)
         self.register_outputs(
             {
                 "api_url": self.api_url,

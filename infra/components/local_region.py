@@ -72,9 +72,7 @@ class LocalRegion(pulumi.ComponentResource):
         labels = {"region": args.region, "env": args.context.stack, "host": hostname}
         config = pulumi.Output.all(args.orchestrator_nats_url, args.token).apply(
             lambda values: nodeconfig.to_yaml(
-                nodeconfig.compute_config(
-                    orchestrators=[values[0]], token=values[1], labels=labels, require_tls=False
-                )
+                nodeconfig.compute_config(orchestrators=[values[0]], token=values[1], labels=labels)
             )
         )
         return pulumi.Output.secret(config)

@@ -16,6 +16,8 @@ CIDR must say ``aws.registerJobs: false`` and submit jobs itself (e.g. over an S
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +96,9 @@ def declare_aws(settings: Settings, secrets: Secrets) -> dict[str, pulumi.Input[
     join, orchestrator, api_url = _declare_orchestrator(
         settings, secrets, home, networks[home.settings.name], release, prefix
     )
+    if orchestrator is not None:
+        # The self-hosted API accepts only the key it generated (nodeconfig.api_auth).
+        secrets = dataclasses.replace(secrets, orchestrator_api_key=orchestrator.api_key)
     searches = _declare_search(settings, regions, identity.account_id, deployer)
 
     outputs: dict[str, dict[str, Any]] = {
@@ -138,6 +143,7 @@ def declare_aws(settings: Settings, secrets: Secrets) -> dict[str, pulumi.Input[
 
     return {
         "backend": "aws",
+        **_api_key_output(orchestrator),
         "homeRegion": home.settings.name,
         "orchestratorApiUrl": api_url,
         "orchestratorNatsUrl": join.nats_url,
@@ -278,6 +284,11 @@ def _look_up_region(settings: Settings, region: RegionSettings) -> _Region:
     return _Region(
         settings=region, provider=provider, zones=tuple(sorted(zones)[:AZ_COUNT]), ami_id=ami.id
     )
+
+
+def _api_key_output(orchestrator: SelfHostedOrchestrator | None) -> dict[str, Any]:
+    # Secret: shown only with `pulumi stack output --show-secrets`, for BACALHAU_API_KEY.
+    return {"orchestratorApiKey": orchestrator.api_key} if orchestrator is not None else {}
 
 
 def _declare_orchestrator(

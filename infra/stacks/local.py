@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any
 
 import pulumi
@@ -39,12 +41,16 @@ def declare_local(settings: Settings, secrets: Secrets) -> dict[str, Any]:
     nats_url: pulumi.Input[str]
     node_nats_url: pulumi.Input[str]
     token: pulumi.Input[str]
+    api_key_output: dict[str, Any] = {}
     if settings.orchestrator.mode is OrchestratorMode.SELF_HOSTED:
         orchestrator = LocalOrchestrator(
             "orchestrator", LocalOrchestratorArgs(context, settings.versions.bacalhau)
         )
         api_url, nats_url = orchestrator.api_url, orchestrator.nats_url
         node_nats_url, token = orchestrator.internal_nats_url, orchestrator.token
+        # The self-hosted API accepts only the key it generated (nodeconfig.api_auth).
+        secrets = dataclasses.replace(secrets, orchestrator_api_key=orchestrator.api_key)
+        api_key_output = {"orchestratorApiKey": orchestrator.api_key}
     else:
         # Settings validation guarantees both URLs and the token exist in external mode.
         assert settings.orchestrator.api_url and settings.orchestrator.nats_url
@@ -114,6 +120,7 @@ def declare_local(settings: Settings, secrets: Secrets) -> dict[str, Any]:
         "s3Endpoint": storage.endpoint,
         "minioConsoleUrl": storage.console_url,
         # Secret outputs: shown only with `pulumi stack output --show-secrets`.
+        **api_key_output,
         "minioAccessKey": storage.access_key,
         "minioSecretKey": storage.secret_key,
         "buckets": storage.buckets,

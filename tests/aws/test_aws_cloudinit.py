@@ -24,7 +24,6 @@ def _compute(release: cloudinit.Release = RELEASE) -> str:
         orchestrators=["nats://198.51.100.7:4222"],
         token="t0ken",
         labels={"region": "us-east-1"},
-        require_tls=True,
         tls_ca_cert=cloudinit.ORCHESTRATOR_CA_PATH,
     )
     return cloudinit.compute_user_data(
@@ -105,9 +104,13 @@ def test_a_pinned_sha256_is_checked_too() -> None:
 def test_orchestrator_user_data_is_valid_and_publishes_its_certificate(tmp_path: Path) -> None:
     config = nodeconfig.orchestrator_config(
         token="t0ken",
+        api_key="k" * 40,
         labels={},
-        tls_cert_file=cloudinit.ORCHESTRATOR_CERT_PATH,
-        tls_key_file=cloudinit.ORCHESTRATOR_KEY_PATH,
+        tls=nodeconfig.ServerTls(
+            cert_file=cloudinit.ORCHESTRATOR_CERT_PATH,
+            key_file=cloudinit.ORCHESTRATOR_KEY_PATH,
+            ca_file=cloudinit.ORCHESTRATOR_CERT_PATH,
+        ),
         api_tls=True,
     )
     assert nodeconfig.dotted_keys(config) >= {"API.TLS.CertFile", "Orchestrator.TLS.ServerKey"}
@@ -120,7 +123,9 @@ def test_orchestrator_user_data_is_valid_and_publishes_its_certificate(tmp_path:
     _schema_check(document, tmp_path)
     files = {f["path"]: f["content"] for f in yaml.safe_load(document)["write_files"]}
     script = files[cloudinit.CA_SCRIPT]
-    assert "subjectAltName=IP:198.51.100.7" in script
+    # The public IP clients dial, and 0.0.0.0: the orchestrator dials its own NATS server at
+    # tls://<Orchestrator.Host>:4222 (tests/real/test_real_cluster_security.py shows why).
+    assert "subjectAltName=IP:198.51.100.7,IP:0.0.0.0,IP:127.0.0.1" in script
     assert "aws ssm put-parameter --region us-east-1" in script
 
 
@@ -131,7 +136,6 @@ def test_node_config_keys_are_known_to_bacalhau() -> None:
         orchestrators=["nats://x:4222"],
         token="t",
         labels={},
-        require_tls=True,
         tls_ca_cert="/ca.pem",
     )
     assert nodeconfig.dotted_keys(config) <= known

@@ -106,7 +106,7 @@ def test_compute_nodes_join_with_the_token_and_labels(variant: tuple[Any, StackR
         assert len(config["Compute"]["Auth"]["Token"]) == 40
         assert config["Compute"]["AllowListedLocalPaths"] == [
             "/var/log/bacalhau-logs:rw",
-            "/var/lib/bacalhau-logs:rw",
+            "/var/lib/bacalhau-logs/logstash:rw",
         ]
 
 
@@ -116,6 +116,35 @@ def test_orchestrator_and_nodes_share_one_generated_token(dev: StackRun) -> None
     node_config = yaml.safe_load(unwrap(compute_nodes(dev)[0].inputs["uploads"])[0]["content"])
     assert config["Orchestrator"]["Auth"]["Token"] == node_config["Compute"]["Auth"]["Token"]
     assert dev.named("orchestrator-token").inputs["special"] is False
+
+
+def test_self_hosted_api_requires_the_generated_key(dev: StackRun) -> None:
+    """Without API.Auth.Users a v1.9.3 node allows every request (pkg/node/node.go at v1.9.3
+    falls back to authz.AlwaysAllow of pkg/authz/policy.go), so the stack configures one user
+    whose key it generates; the jobs and infra.ops present it, and it is a secret output."""
+    config = yaml.safe_load(
+        unwrap(dev.named("orchestrator-container").inputs["uploads"])[0]["content"]
+    )
+    (user,) = config["API"]["Auth"]["Users"]
+    key = dev.named("orchestrator-api-key")
+    assert key.inputs["special"] is False and key.inputs["length"] >= 20
+    assert len(user["APIKey"]) == key.inputs["length"]
+    assert user["Capabilities"] == [{"Actions": ["read:job", "write:job", "read:node"]}]
+    jobs = dev.of_type(JOB)
+    assert jobs
+    assert {unwrap(job.inputs["api_key"]) for job in jobs} == {user["APIKey"]}
+    assert all(is_secret(job.inputs["api_key"]) for job in jobs)
+    assert dev.outputs["orchestratorApiKey"] == user["APIKey"]
+
+
+def test_orchestrator_job_store_survives_a_new_container(dev: StackRun) -> None:
+    """The job store is BoltDB under DataDir (pkg/jobstore/boltdb at v1.9.3): on a volume, a
+    replaced container keeps every job."""
+    container = dev.named("orchestrator-container")
+    config = yaml.safe_load(unwrap(container.inputs["uploads"])[0]["content"])
+    (mount,) = container.inputs["volumes"]
+    assert mount["containerPath"] == config["DataDir"]
+    assert mount["volumeName"] == dev.named("orchestrator-data").inputs["name"]
 
 
 def test_every_published_port_binds_loopback_only(variant: tuple[Any, StackRun]) -> None:
