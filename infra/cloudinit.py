@@ -31,12 +31,35 @@ CA_SCRIPT = "/usr/local/sbin/bacalhau-logs-ca"
 BACALHAU_BIN = "/usr/local/bin/bacalhau"
 # The CA parameter holds this until the orchestrator has published its certificate.
 CA_PENDING = "pending"
+# Compute nodes pull the stack's images themselves (see ImageList).
+PULL_IMAGES_SCRIPT = "/usr/local/sbin/bacalhau-logs-pull-images"
+PULL_IMAGES_UNIT = "bacalhau-logs-images"
+# The docker CLI finds credHelpers here; systemd units and SSM commands have no $HOME to go by.
+DOCKER_CONFIG_DIR = "/root/.docker"
 
 
 @dataclass(frozen=True)
 class Release:
     version: str
     sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageList:
+    """The SSM parameter (in the node's region) listing the images its jobs run, by digest.
+
+    Bacalhau pulls through the Docker Engine API and sends credentials only for the default
+    registry (DOCKER_USERNAME/PASSWORD, getAuthToken in pkg/docker/docker.go at v1.9.3); the
+    credential helpers in the CLI's config.json are never read by the daemon. But it pulls nothing
+    when the image is already there for the node's platform (PullImage and ImageDistribution
+    inspect the local image first), so nodes pull every listed image with the docker CLI and the
+    ECR credential helper (the instance role) before Bacalhau starts, and again on each change.
+    """
+
+    name: str
+    region: str
+    # <account>.dkr.ecr.<region>.amazonaws.com: only images from there are pulled.
+    registry: str
 
 
 @dataclass(frozen=True)
@@ -71,6 +94,12 @@ install -m 0755 "$tmp/bacalhau" {BACALHAU_BIN}
 def _unit(*, needs_docker: bool) -> str:
     after = "network-online.target docker.service" if needs_docker else "network-online.target"
     requires = "Requires=docker.service\n" if needs_docker else ""
+    if needs_docker:
+        # A compute node bids only on images it already has (it cannot pull from ECR itself),
+        # so the stack's images are pulled first at every boot; a failed pull does not keep
+        # Bacalhau down (the timer retries).
+        after += f" {PULL_IMAGES_UNIT}.service"
+        requires += f"Wants={PULL_IMAGES_UNIT}.service\n"
     return f"""[Unit]
 Description=Bacalhau node (bacalhau-logs)
 Wants=network-online.target
@@ -159,6 +188,68 @@ def _common_files(release: Release, node_config_yaml: str, *, needs_docker: bool
     ]
 
 
+def _pull_images_script(images: ImageList) -> str:
+    # Reads the list (waiting for a stack that is still pushing), accepts only digests from the
+    # stack's own registry, and pulls what is missing; docker pull by digest is idempotent.
+    registry = images.registry.replace(".", "\\.")
+    return f"""#!/bin/bash
+set -euo pipefail
+# The list is split on whitespace below; never expand it as a glob.
+set -f
+export DOCKER_CONFIG={DOCKER_CONFIG_DIR}
+list=""
+for _ in $(seq 1 60); do
+  if list=$(aws ssm get-parameter --region {images.region} --name {shlex.quote(images.name)} \\
+      --query Parameter.Value --output text); then
+    break
+  fi
+  sleep 10
+done
+if [ -z "$list" ]; then
+  echo "no image list in {images.name}" >&2
+  exit 1
+fi
+status=0
+for ref in $list; do
+  if [[ ! "$ref" =~ ^{registry}/[a-z0-9._/-]+@sha256:[0-9a-f]{{64}}$ ]]; then
+    echo "skipping $ref: not an image of {images.registry} by digest" >&2
+    status=1
+    continue
+  fi
+  if ! docker image inspect "$ref" >/dev/null 2>&1; then
+    docker pull --quiet "$ref" || status=1
+  fi
+done
+exit "$status"
+"""
+
+
+def _pull_images_units() -> tuple[str, str]:
+    service = f"""[Unit]
+Description=Pull the stack's job images from ECR (bacalhau-logs)
+Wants=network-online.target
+After=network-online.target docker.service
+Requires=docker.service
+
+[Service]
+Type=oneshot
+ExecStart={PULL_IMAGES_SCRIPT}
+"""
+    # A safety net for a node that missed a pull the stack ran on it (stopped, replaced): the
+    # stack itself pulls on every node before it updates a job (aws_image_pull.py).
+    timer = """[Unit]
+Description=Pull the stack's job images regularly (bacalhau-logs)
+
+[Timer]
+OnBootSec=5min
+OnUnitActiveSec=5min
+
+[Install]
+WantedBy=timers.target
+"""
+    return service, timer
+
+
 def _start_bacalhau() -> list[list[str]]:
     return [
         [INSTALL_SCRIPT],
@@ -171,15 +262,22 @@ def compute_user_data(
     *,
     release: Release,
     node_config_yaml: str,
-    ecr_registry: str,
+    images: ImageList,
     ca: CaParameter | None,
     hostname: str | None = None,
 ) -> str:
-    """A compute node: Docker (pulling the stack's images from ECR with the instance role),
-    the contract's log and state directories, then Bacalhau."""
-    docker_config = json.dumps({"credHelpers": {ecr_registry: "ecr-login"}}, indent=2) + "\n"
+    """A compute node: Docker, the stack's images pulled from ECR with the instance role (at
+    boot, before Bacalhau, and every 5 minutes), the contract's log and state directories, then
+    Bacalhau."""
+    docker_config = json.dumps({"credHelpers": {images.registry: "ecr-login"}}, indent=2) + "\n"
+    service, timer = _pull_images_units()
     files = _common_files(release, node_config_yaml, needs_docker=True)
-    files.append(_file("/root/.docker/config.json", docker_config, "0600"))
+    files += [
+        _file(f"{DOCKER_CONFIG_DIR}/config.json", docker_config, "0600"),
+        _file(PULL_IMAGES_SCRIPT, _pull_images_script(images), "0755"),
+        _file(f"/etc/systemd/system/{PULL_IMAGES_UNIT}.service", service),
+        _file(f"/etc/systemd/system/{PULL_IMAGES_UNIT}.timer", timer),
+    ]
     commands: list[list[str]] = [
         ["systemctl", "enable", "--now", "docker.service"],
         *nodeconfig.prepare_directories(),
@@ -187,6 +285,12 @@ def compute_user_data(
     if ca is not None:
         files.append(_file(CA_SCRIPT, _fetch_ca_script(ca), "0755"))
         commands.append([CA_SCRIPT])
+    commands += [
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", f"{PULL_IMAGES_UNIT}.timer"],
+        # Not --no-block: cloud-init waits, so Bacalhau starts with the images in place.
+        ["systemctl", "start", f"{PULL_IMAGES_UNIT}.service"],
+    ]
     return _document(
         hostname=hostname,
         packages=["docker", "amazon-ecr-credential-helper", "openssl"],

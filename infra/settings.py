@@ -7,26 +7,35 @@ and what is allowed. ``load_settings`` is the only place that reads ``pulumi.Con
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Self
 
 import pulumi
+import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from infra import capacity, naming
 from infra.config_model import StrictModel
-from infra.settings_aws import AwsSettings
+from infra.settings_aws import AWS_REGIONS, AwsSettings, SearchPlacement, vpc_cidr_problems
 from infra.versions import BACALHAU_VERSION, BACALHAU_VERSION_PATTERN
 
 PROJECT = "bacalhau-logs"
 
-# Region names become parts of container, bucket and DNS names, so they must be DNS-label safe.
-_REGION_NAME = re.compile(r"^[a-z][a-z0-9-]{0,24}[a-z0-9]$")
-_AWS_REGION_NAME = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+# Every pattern is used with fullmatch: "$" would also accept a trailing newline.
+# Region and stack names become parts of container, bucket and DNS names: DNS-label safe.
+_REGION_NAME = re.compile(r"[a-z][a-z0-9-]{0,24}[a-z0-9]")
+STACK_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+_NATS_URL = re.compile(r"(nats|tls)://[^\s/]+")
+_API_URL = re.compile(r"https?://[^\s]+")
+_ARCHIVE_PREFIX = re.compile(r"([a-z0-9][a-z0-9._-]*/)+")
+_EC2_INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
 
 TOKEN_KEY = "orchestratorToken"
 API_KEY_KEY = "orchestratorApiKey"
@@ -50,16 +59,26 @@ class OrchestratorMode(StrEnum):
 class RegionSettings(StrictModel):
     name: str
     nodes: int = Field(ge=1, le=50)
-    instance_type: str = "t3.medium"
+    # AWS only. The smallest type that holds the daemons, the compactor and a query
+    # (infra/capacity.py); 2-vCPU types cannot.
+    instance_type: str = "m6i.xlarge"
+    # AWS only; every region of a stack needs its own (they must not overlap).
     vpc_cidr: str = "10.42.0.0/16"
 
     @field_validator("name")
     @classmethod
     def _dns_safe(cls, value: str) -> str:
-        if not _REGION_NAME.match(value):
+        if not _REGION_NAME.fullmatch(value):
             raise ValueError(
                 "must be 2-26 lowercase letters, digits or '-', starting with a letter"
             )
+        return value
+
+    @field_validator("instance_type")
+    @classmethod
+    def _ec2_type(cls, value: str) -> str:
+        if not _EC2_INSTANCE_TYPE.fullmatch(value):
+            raise ValueError("must be an EC2 instance type, like 'm6i.xlarge'")
         return value
 
 
@@ -71,9 +90,9 @@ class OrchestratorSettings(StrictModel):
     @model_validator(mode="after")
     def _external_needs_endpoints(self) -> Self:
         if self.mode is OrchestratorMode.EXTERNAL:
-            if not self.nats_url or not re.match(r"^(nats|tls)://[^\s/]+$", self.nats_url):
+            if not self.nats_url or not _NATS_URL.fullmatch(self.nats_url):
                 raise ValueError("natsUrl: external mode needs natsUrl like nats://host:4222")
-            if not self.api_url or not re.match(r"^https?://[^\s]+$", self.api_url):
+            if not self.api_url or not _API_URL.fullmatch(self.api_url):
                 raise ValueError("apiUrl: external mode needs apiUrl like https://host:1234")
         elif self.nats_url or self.api_url:
             raise ValueError("natsUrl/apiUrl are only allowed with mode: external")
@@ -105,7 +124,7 @@ class ArchiveSettings(StrictModel):
     @field_validator("prefix")
     @classmethod
     def _prefix_shape(cls, value: str) -> str:
-        if not re.match(r"^([a-z0-9][a-z0-9._-]*/)+$", value):
+        if not _ARCHIVE_PREFIX.fullmatch(value):
             raise ValueError("must be lowercase path segments ending with '/', like 'logs/'")
         return value
 
@@ -130,7 +149,7 @@ class VersionSettings(StrictModel):
     @field_validator("bacalhau")
     @classmethod
     def _supported_bacalhau(cls, value: str) -> str:
-        if not BACALHAU_VERSION_PATTERN.match(value):
+        if not BACALHAU_VERSION_PATTERN.fullmatch(value):
             raise ValueError("must be a Bacalhau v1.9.x release tag, like 'v1.9.3'")
         return value
 
@@ -148,6 +167,17 @@ class Settings(StrictModel):
     versions: VersionSettings = VersionSettings()
     aws: AwsSettings = AwsSettings()
 
+    @field_validator("stack")
+    @classmethod
+    def _stack_name(cls, value: str) -> str:
+        # Not a config key: the name of the selected stack, part of every physical name.
+        if not STACK_NAME.fullmatch(value):
+            raise ValueError(
+                f"the stack's name '{value}' must be lowercase letters, digits and '-' "
+                "(it is part of bucket, host and domain names); select a stack named so"
+            )
+        return value
+
     @field_validator("regions")
     @classmethod
     def _at_least_one(cls, value: tuple[RegionSettings, ...]) -> tuple[RegionSettings, ...]:
@@ -162,7 +192,7 @@ class Settings(StrictModel):
         if duplicates:
             raise ValueError(f"regions: duplicate region name(s) {', '.join(duplicates)}")
         if self.backend is Backend.AWS:
-            bad = [name for name in names if not _AWS_REGION_NAME.match(name)]
+            bad = [name for name in names if name not in AWS_REGIONS]
             if bad:
                 raise ValueError(
                     f"regions: {', '.join(bad)} are not AWS region names (like us-east-1)"
@@ -218,8 +248,55 @@ def parse_settings(
         settings = Settings.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format(_describe(error))) from None
+    problems = _deployability_problems(settings)
+    if problems:
+        raise ConfigError(_format(problems))
     _check_secrets(settings, secrets_present, env_api_key)
     return settings
+
+
+def _deployability_problems(settings: Settings) -> list[str]:
+    """What valid-looking values would still fail once resources exist: names too long for the
+    resources they name, and on AWS unusable or overlapping VPC ranges and nodes too small for
+    the jobs."""
+    aws = settings.backend is Backend.AWS
+    per_region = settings.aws.opensearch.placement is SearchPlacement.PER_REGION
+    problems = []
+    for index, region in enumerate(settings.regions):
+        for problem in naming.name_problems(
+            settings.project, settings.stack, region.name, aws=aws, search_per_region=per_region
+        ):
+            problems.append(
+                f"{PROJECT}:regions[{index}].name: with stack '{settings.stack}', {problem}; "
+                "shorten the stack or region name"
+            )
+    if not aws:
+        return problems
+    demand = capacity.node_demand(generator_enabled=settings.jobs.generator.enabled)
+    for index, region in enumerate(settings.regions):
+        key = f"{PROJECT}:regions[{index}]"
+        problems.extend(
+            f"{key}.vpcCidr: {problem}"
+            for problem in vpc_cidr_problems(region.vpc_cidr, region.nodes)
+        )
+        for other_index, other in enumerate(settings.regions[:index]):
+            if _overlap(region.vpc_cidr, other.vpc_cidr):
+                problems.append(
+                    f"{key}.vpcCidr: '{region.vpc_cidr}' overlaps regions[{other_index}].vpcCidr "
+                    f"'{other.vpc_cidr}'; give every region its own range"
+                )
+        problems.extend(
+            f"{key}.instanceType: {problem}"
+            for problem in capacity.instance_type_problems(region.instance_type, demand)
+        )
+    return problems
+
+
+def _overlap(left: str, right: str) -> bool:
+    try:
+        return ipaddress.ip_network(left).overlaps(ipaddress.ip_network(right))
+    except ValueError:
+        return False  # reported by vpc_cidr_problems
 
 
 def _check_secrets(settings: Settings, present: frozenset[str], env_api_key: bool) -> None:
@@ -280,6 +357,27 @@ class Secrets:
 
     orchestrator_token: pulumi.Output[str] | None
     orchestrator_api_key: pulumi.Output[str] | None
+
+
+def read_stack_file(path: Path, stack: str, env: Mapping[str, str]) -> Settings:
+    """The Settings of ``Pulumi.<stack>.yaml`` at ``path``, read as ``load_settings`` reads the
+    stack's config (same keys, same validation), for tools that run outside ``pulumi``."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read the stack file ({error})") from None
+    config = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: no `config:` mapping")
+    values = {key.removeprefix(f"{PROJECT}:"): value for key, value in config.items()}
+    raw = {key: values.get(key) for key in ("backend", *_OBJECT_KEYS)}
+    # Secrets are stored encrypted ({secure: ...}); only their presence matters here.
+    present = frozenset(
+        key for key in (TOKEN_KEY, API_KEY_KEY) if isinstance(values.get(key), dict | str)
+    )
+    return parse_settings(
+        raw, stack=stack, secrets_present=present, env_api_key=bool(env.get(API_KEY_ENV))
+    )
 
 
 def load_settings(config: pulumi.Config, env: Mapping[str, str]) -> tuple[Settings, Secrets]:

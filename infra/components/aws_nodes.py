@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from infra.components.aws_common import (
     imds_v2_only,
     ssm_instance_profile,
 )
+from infra.components.aws_image_pull import NodeImagePull, NodeImagePullArgs
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,16 @@ class JoinSettings:
 
 
 @dataclass(frozen=True)
+class NodeImages:
+    """The images the region's jobs run, and the SSM parameter through which nodes learn them."""
+
+    # Image name -> ECR reference by digest (RegionImages.references).
+    references: Mapping[str, pulumi.Input[str]]
+    # naming.image_list_parameter: /<stack prefix>/<region>/images
+    parameter_name: str
+
+
+@dataclass(frozen=True)
 class RegionNodesArgs:
     region: str
     env: str
@@ -49,6 +60,7 @@ class RegionNodesArgs:
     release: cloudinit.Release
     join: JoinSettings
     ecr_registry: str
+    images: NodeImages
     bucket_arn: pulumi.Input[str]
     archive_prefix: str
     kms_key_arn: pulumi.Input[str] | None
@@ -57,12 +69,17 @@ class RegionNodesArgs:
 
 
 class RegionNodes(pulumi.ComponentResource):
-    """Creates an IAM role and instance profile (its own region's archive prefix, images, search
-    domain and the orchestrator CA, plus SSM core for shell-less access; no AWS keys anywhere), a
-    security group with no ingress at all, and one EC2 instance per placement: IMDSv2 only, an
-    encrypted gp3 root volume, no public IP, and cloud-config user data (a secret: it carries the
-    node token) that installs Docker and the verified Bacalhau release and joins the orchestrator.
+    """Creates an IAM role and instance profile (its own region's archive prefix, images and image
+    list, search domain and the orchestrator CA, plus SSM core for shell-less access; no AWS keys
+    anywhere), a security group with no ingress at all, an SSM parameter listing the region's
+    images by digest, one EC2 instance per placement (IMDSv2 only, an encrypted gp3 root volume,
+    no public IP, and cloud-config user data, a secret as it carries the node token, that
+    installs Docker and the verified Bacalhau release, pulls the listed images and joins the
+    orchestrator), and a ``NodeImagePull`` that has every node pull the images whenever they
+    change. ``image_references`` are the images once on every node: jobs must use those.
     """
+
+    image_references: dict[str, pulumi.Output[str]]
 
     def __init__(
         self, name: str, args: RegionNodesArgs, opts: pulumi.ResourceOptions | None = None
@@ -72,6 +89,7 @@ class RegionNodes(pulumi.ComponentResource):
         self._args = args
         self._child = pulumi.ResourceOptions(parent=self)
         profile = self._create_identity()
+        image_list = self._create_image_list()
         security_group = egress_only_security_group(
             f"{name}-sg",
             vpc_id=args.vpc_id,
@@ -82,13 +100,49 @@ class RegionNodes(pulumi.ComponentResource):
             self._create_instance(placement, profile, security_group)
             for placement in args.placements
         ]
+        pull = NodeImagePull(
+            f"{name}-image-pull",
+            NodeImagePullArgs(
+                region=args.region,
+                instance_ids=[instance.id for instance in self.instances],
+                references=args.images.references,
+                command=cloudinit.PULL_IMAGES_SCRIPT,
+            ),
+            # The list must be readable (parameter and permission) before the nodes pull it.
+            pulumi.ResourceOptions(parent=self, depends_on=image_list),
+        )
+        self.image_references = {
+            image: pull.references.apply(_pick(image)) for image in args.images.references
+        }
         self.register_outputs(
             {
                 "roleArn": self.role.arn,
                 "securityGroupId": security_group.id,
                 "instanceIds": [instance.id for instance in self.instances],
+                "imageReferences": self.image_references,
             }
         )
+
+    def _create_image_list(self) -> list[pulumi.Resource]:
+        """The SSM parameter the nodes' pull script reads, and the role's right to read it."""
+        name, images = self._name, self._args.images
+        references = list(images.references.values())
+        parameter = aws.ssm.Parameter(
+            f"{name}-images",
+            name=images.parameter_name,
+            type="String",
+            # One reference per line, sorted so that an unchanged set is an unchanged value.
+            value=pulumi.Output.all(*references).apply(lambda refs: "\n".join(sorted(refs))),
+            description="Images the bacalhau-logs compute nodes of this region pull, by digest",
+            opts=self._child,
+        )
+        policy = aws.iam.RolePolicy(
+            f"{name}-images-policy",
+            role=self.role.id,
+            policy=parameter.arn.apply(lambda arn: json.dumps(read_parameter_policy(arn))),
+            opts=self._child,
+        )
+        return [parameter, policy]
 
     def _create_identity(self) -> aws.iam.InstanceProfile:
         name, args = self._name, self._args
@@ -151,7 +205,11 @@ class RegionNodes(pulumi.ComponentResource):
             return cloudinit.compute_user_data(
                 release=args.release,
                 node_config_yaml=nodeconfig.to_yaml(config),
-                ecr_registry=args.ecr_registry,
+                images=cloudinit.ImageList(
+                    name=args.images.parameter_name,
+                    region=args.region,
+                    registry=args.ecr_registry,
+                ),
                 ca=join.ca,
                 hostname=placement.name,
             )
@@ -175,3 +233,15 @@ class RegionNodes(pulumi.ComponentResource):
             tags={"Name": placement.name, "bacalhau-logs-region": args.region},
             opts=self._child,
         )
+
+
+def _pick(image: str) -> Callable[[Mapping[str, str]], str]:
+    return lambda pulled: pulled[image]
+
+
+def read_parameter_policy(parameter_arn: str) -> dict[str, Any]:
+    """Reading exactly one SSM parameter (String: no KMS key involved)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "ssm:GetParameter", "Resource": parameter_arn}],
+    }

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from infra import nodeconfig
+from infra import capacity, nodeconfig
 from infra.components.local_common import LocalContext, attach, container_labels, secret_env
 from infra.components.local_registry import IN_NETWORK_REGISTRY
 from infra.naming import node_name
@@ -70,11 +70,16 @@ class LocalRegion(pulumi.ComponentResource):
     def _config(args: LocalRegionArgs, hostname: str) -> pulumi.Output[str]:
         # `host` lets operators scope an ops query to single nodes (python -m infra.ops --host).
         labels = {"region": args.region, "env": args.context.stack, "host": hostname}
-        config = pulumi.Output.all(args.orchestrator_nats_url, args.token).apply(
-            lambda values: nodeconfig.to_yaml(
-                nodeconfig.compute_config(orchestrators=[values[0]], token=values[1], labels=labels)
+        allocation = _allocated_capacity()
+
+        def render(values: list[str]) -> str:
+            config = nodeconfig.compute_config(
+                orchestrators=[values[0]], token=values[1], labels=labels
             )
-        )
+            config["Compute"]["AllocatedCapacity"] = allocation
+            return nodeconfig.to_yaml(config)
+
+        config = pulumi.Output.all(args.orchestrator_nats_url, args.token).apply(render)
         return pulumi.Output.secret(config)
 
     def _node(
@@ -122,6 +127,16 @@ class LocalRegion(pulumi.ComponentResource):
             restart="unless-stopped",
             opts=child,
         )
+
+
+def _allocated_capacity() -> dict[str, str]:
+    """A dind node detects the whole machine (runtime.NumCPU and total memory, as
+    pkg/compute/capacity/system does) and offers 80% of it, the same machine every other node
+    also claims: on a 2-core laptop that is 1.6 CPU, too little for Logstash, the generator, the
+    compactor and a query, so queries would queue forever. Each node instead offers exactly what
+    one node's jobs need together (the generator included, whether enabled or not), whatever
+    the machine; Docker's CPU quotas then only slow jobs down on a small one."""
+    return capacity.node_allocation(capacity.node_demand(generator_enabled=True))
 
 
 def _prepare_then_serve() -> str:

@@ -30,7 +30,13 @@ from infra.cloudinit import Release
 from infra.components.aws_archive import RegionArchive, RegionArchiveArgs
 from infra.components.aws_images import RegionImages, RegionImagesArgs
 from infra.components.aws_network import AZ_COUNT, RegionNetwork, RegionNetworkArgs
-from infra.components.aws_nodes import JoinSettings, NodePlacement, RegionNodes, RegionNodesArgs
+from infra.components.aws_nodes import (
+    JoinSettings,
+    NodeImages,
+    NodePlacement,
+    RegionNodes,
+    RegionNodesArgs,
+)
 from infra.components.aws_orchestrator import OrchestratorArgs, SelfHostedOrchestrator
 from infra.components.aws_registry import RegionRegistry, RegionRegistryArgs
 from infra.components.aws_search import SearchDomain, SearchDomainArgs, domain_name
@@ -232,8 +238,8 @@ def _declare_jobs(
         # Each region's nodes pull from their own region's registry.
         images={
             name: JobImages(
-                agent=region.images.references["agent"],
-                logstash=region.images.references["logstash"],
+                agent=region.nodes.image_references["agent"],
+                logstash=region.nodes.image_references["logstash"],
             )
             for name, region in declared.items()
         },
@@ -425,6 +431,10 @@ def _declare_region(
             release=release,
             join=join,
             ecr_registry=f"{account_id}.dkr.ecr.{name}.amazonaws.com",
+            images=NodeImages(
+                references=images.references,
+                parameter_name=naming.image_list_parameter(settings.project, settings.stack, name),
+            ),
             bucket_arn=archive.bucket_arn,
             archive_prefix=settings.archive.prefix,
             kms_key_arn=archive.kms_key_arn,

@@ -38,6 +38,12 @@ def _provider_region(provider: str | None) -> str:
     return provider.split("::")[-2].removeprefix("aws-") if provider else "x"
 
 
+def pulled(reference: str) -> str:
+    """The reference the mocked ``NodeImagePull`` answers for ``reference``."""
+    repository = reference.split("@", 1)[0]
+    return f"{repository}@sha256:{hashlib.sha256(b'pulled:' + reference.encode()).hexdigest()}"
+
+
 def ecr_password(region: str) -> str:
     return f"ecr-token-{region}"
 
@@ -63,6 +69,10 @@ def _fake_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     elif args.typ == "docker:index/image:Image":
         repository = args.inputs["imageName"].rsplit(":", 1)[0]
         state["repoDigest"] = f"{repository}@sha256:{digest}"
+    elif args.typ == "pulumi-python:dynamic/aws:NodeImagePull":
+        # Answers each reference with a marked digest, so a test can tell whether a job took its
+        # image from here (after every node pulled it) or straight from the registry push.
+        state["references"] = {name: pulled(ref) for name, ref in args.inputs["references"].items()}
     elif args.typ == "pulumi-python:dynamic/bacalhau:Job":
         state.update(job_id=f"j-{digest[:12]}", version=1, state="Running")
     return state

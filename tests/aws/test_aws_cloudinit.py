@@ -17,6 +17,10 @@ REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "bacalhau"
 CLOUD_INIT = shutil.which("cloud-init")
 RELEASE = cloudinit.Release(version="v1.9.3")
 CA = cloudinit.CaParameter(name="/bacalhau-logs-prod/orchestrator-ca", region="us-east-1")
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+IMAGES = cloudinit.ImageList(
+    name="/bacalhau-logs-prod/us-east-1/images", region="us-east-1", registry=REGISTRY
+)
 
 
 def _compute(release: cloudinit.Release = RELEASE) -> str:
@@ -29,7 +33,7 @@ def _compute(release: cloudinit.Release = RELEASE) -> str:
     return cloudinit.compute_user_data(
         release=release,
         node_config_yaml=nodeconfig.to_yaml(config),
-        ecr_registry="123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        images=IMAGES,
         ca=CA,
     )
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from typing import Any
 
 import pytest
-from aws_harness import ACCOUNT, DEPLOYER, AwsRun, prod_config, prod_settings
+from aws_harness import ACCOUNT, DEPLOYER, AwsRun, prod_config, prod_settings, pulled
 
-from infra import aws_policies, cloudinit
+from infra import aws_policies, cloudinit, nodeconfig
 from tests.support.pulumi_mocks import is_secret, unwrap
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
 INTERNET = {"0.0.0.0/0", "::/0"}
+NODE_IMAGE_PULL = "pulumi-python:dynamic/aws:NodeImagePull"
 
 
 def test_three_regions_each_with_its_own_provider(prod_run: AwsRun) -> None:
@@ -180,7 +183,7 @@ def test_node_count_type_and_placement(prod_run: AwsRun, region: str, count: int
     assert len(nodes) == count
     private = {r.name for r in prod_run.in_region(region) if "-network-private-" in r.name}
     for node in nodes:
-        assert node.inputs["instanceType"] == "t3.medium"
+        assert node.inputs["instanceType"] == "m6i.xlarge"
         assert node.inputs["associatePublicIpAddress"] is False
         assert node.inputs["subnetId"].removesuffix("-id") in private
 
@@ -203,12 +206,11 @@ def test_node_user_data_joins_with_tls_and_labels(prod_run: AwsRun, region: str)
         "region": region,
         "availability-zone": f"{region}a",
         "env": "prod",
-        "instance-type": "t3.medium",
+        "instance-type": "m6i.xlarge",
         "host": f"bacalhau-logs-prod-{region}-node-1",
     }
     assert compute["AllowListedLocalPaths"] == [
-        "/var/log/bacalhau-logs:rw",
-        "/var/lib/bacalhau-logs:rw",
+        f"{path}:rw" for path in nodeconfig.ALLOW_LISTED_PATHS
     ]
     assert (
         f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com" in files["/root/.docker/config.json"]["content"]
@@ -310,3 +312,65 @@ def test_nodes_are_named_by_the_stack(prod_run: AwsRun) -> None:
     node = prod_run.named("eu-west-1-nodes-bacalhau-logs-prod-eu-west-1-node-2")
     document = yaml.safe_load(node.inputs["userData"]["value"])
     assert document["hostname"] == "bacalhau-logs-prod-eu-west-1-node-2"
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_each_region_lists_its_images_for_its_nodes(prod_run: AwsRun, region: str) -> None:
+    """Bacalhau's Docker daemon has no ECR credentials (getAuthToken in pkg/docker/docker.go
+    authenticates only the default registry), so nodes pull the listed images themselves."""
+    parameter = prod_run.named(f"{region}-nodes-images")
+    assert parameter.type == "aws:ssm/parameter:Parameter"
+    assert parameter.provider.split("::")[-2] == f"aws-{region}"
+    assert parameter.inputs["name"] == f"/bacalhau-logs-prod/{region}/images"
+    pushed = sorted(
+        f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/bacalhau-logs-prod/{image}@sha256:"
+        + hashlib.sha256(f"{region}-images-{image}".encode()).hexdigest()
+        for image in ("agent", "logstash")
+    )
+    # pulumi-aws always treats a parameter value as secret; this one is not.
+    assert unwrap(parameter.inputs["value"]) == "\n".join(pushed)
+    policy = json.loads(prod_run.named(f"{region}-nodes-images-policy").inputs["policy"])
+    assert policy["Statement"] == [
+        {"Effect": "Allow", "Action": "ssm:GetParameter", "Resource": parameter_arn(region)}
+    ]
+    node = prod_run.named(f"{region}-nodes-bacalhau-logs-prod-{region}-node-1")
+    script = {f["path"]: f["content"] for f in yaml_files(node)}[cloudinit.PULL_IMAGES_SCRIPT]
+    assert f"--region {region} --name /bacalhau-logs-prod/{region}/images" in script
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_jobs_use_images_only_once_every_node_has_them(prod_run: AwsRun, region: str) -> None:
+    """A node bids on a Docker job only if it can inspect the image, locally or in the registry
+    without credentials (ImagePlatformBidStrategy, pkg/docker/docker.go ImageDistribution at
+    v1.9.3); a job naming a digest its nodes lack would fail. The jobs take their image
+    references from the pull that ran on every node of the region."""
+    (pull,) = [
+        r for r in prod_run.of_type(NODE_IMAGE_PULL) if r.name == f"{region}-nodes-image-pull"
+    ]
+    instances = [
+        f"{r.name}-id"
+        for r in prod_run.of_type("aws:ec2/instance:Instance")
+        if r.name.startswith(f"{region}-")
+    ]
+    assert sorted(pull.inputs["instance_ids"]) == sorted(instances)
+    assert pull.inputs["command"] == cloudinit.PULL_IMAGES_SCRIPT
+    assert pull.inputs["region"] == region
+    assert set(prod_run.depends_on[pull.name]) == {
+        f"{region}-nodes-images",
+        f"{region}-nodes-images-policy",
+    }
+    references = pull.inputs["references"]
+    for job, image in (("logstash", "logstash"), ("compactor", "agent")):
+        spec = prod_run.named(f"jobs-{region}-{job}").inputs["spec"]
+        assert spec["Tasks"][0]["Engine"]["Params"]["Image"] == pulled(references[image])
+
+
+def parameter_arn(region: str) -> str:
+    return f"arn:aws:mock:::{region}-nodes-images"
+
+
+def yaml_files(node: Any) -> list[dict[str, Any]]:
+    import yaml
+
+    files: list[dict[str, Any]] = yaml.safe_load(node.inputs["userData"]["value"])["write_files"]
+    return files

@@ -1,0 +1,1 @@
+"""``python -m infra.jobs``: a stack's job specs rendered ready to run by hand."""

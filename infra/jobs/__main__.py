@@ -1,0 +1,3 @@
+from infra.jobs.cli import main
+
+raise SystemExit(main())
