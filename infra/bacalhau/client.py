@@ -1,8 +1,15 @@
 """A small client for the Bacalhau v1.9 orchestrator API: the calls the job resource needs.
 
+Requests are shaped as the release's own client sends them (pkg/publicapi/client/v2/api_jobs.go
+and pkg/publicapi/apimodels at v1.9.3): a job's namespace travels in the job, a stop reason in the
+DELETE body.
+
 Failures are loud and bounded: connection errors and 5xx answers are retried with exponential
 backoff until ``retry_budget`` seconds have passed, then raise ``OrchestratorUnreachable``; a 4xx
-raises ``BacalhauAPIError`` at once, carrying the orchestrator's own message.
+raises ``BacalhauAPIError`` at once, carrying the orchestrator's own message. So does a 5xx that
+is the orchestrator's deliberate answer rather than a fault: an error it raised without an error
+code (``bacerrors.New``, which pkg/bacerrors/error.go maps to HTTP 500), such as "no changes
+detected" (``JobUnchanged``) or "cannot stop job in state Completed". Retrying those cannot help.
 """
 
 from __future__ import annotations
@@ -32,6 +39,14 @@ class BacalhauAPIError(RuntimeError):
         self.message = message
 
 
+class JobUnchanged(BacalhauAPIError):
+    """An update without Force whose spec the orchestrator finds equal to the stored one.
+
+    BaseEndpoint.SubmitJob (pkg/orchestrator/endpoint.go at v1.9.3) answers it as a code-less
+    bacerror, so HTTP 500: "no changes detected for new job spec. Job Name: ..., Job Id: ...".
+    """
+
+
 class OrchestratorUnreachable(RuntimeError):
     """No usable answer within the retry budget (connection errors, timeouts or 5xx)."""
 
@@ -49,17 +64,32 @@ class BacalhauClient:
     ca_bundle: str | None = None
 
     def put_job(self, job: Mapping[str, Any], namespace: str | None, force: bool) -> str:
-        """Submit ``job``; Bacalhau upserts by namespace and Name. Returns the job ID."""
-        body: dict[str, Any] = {"Job": dict(job), "Force": force}
+        """Submit ``job``; Bacalhau upserts by the job's Namespace and Name. Returns the job ID.
+
+        The orchestrator files the job under its own ``Namespace`` and ignores any namespace
+        beside it in the request (orchestrator.putJob passes only Job and Force on), so
+        ``namespace`` is written into the job. Raises ``JobUnchanged`` when the spec equals the
+        stored one and ``force`` is off.
+        """
+        submitted = dict(job)
         if namespace:
-            body["namespace"] = namespace
-        answer = self._request("PUT", JOBS_PATH, json_body=body)
+            declared = submitted.get("Namespace")
+            if declared and declared != namespace:
+                raise ValueError(
+                    f"job namespace: the job says Namespace {declared!r} but {namespace!r} was "
+                    "given; set one of them"
+                )
+            submitted["Namespace"] = namespace
+        answer = self._request("PUT", JOBS_PATH, json_body={"Job": submitted, "Force": force})
         return str(answer["JobID"])
 
-    def get_job(self, job_id: str) -> dict[str, Any] | None:
-        """The job as the orchestrator holds it, or None when it does not know the ID."""
+    def get_job(self, job_id: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """The job as the orchestrator holds it, or None when it does not know it. ``job_id``
+        may also be a job Name, looked up in ``namespace`` (orchestrator.getJob tries the Name
+        in that namespace first, then the ID)."""
+        params = {"namespace": namespace} if namespace else None
         try:
-            answer = self._request("GET", f"{JOBS_PATH}/{job_id}")
+            answer = self._request("GET", f"{JOBS_PATH}/{job_id}", params=params)
         except BacalhauAPIError as error:
             if error.status == 404:
                 return None
@@ -68,26 +98,28 @@ class BacalhauClient:
         return job
 
     def stop_job(self, job_id: str, reason: str) -> None:
-        self._request("DELETE", f"{JOBS_PATH}/{job_id}", params={"reason": reason})
+        """Stop the job. The reason goes in the JSON body, where orchestrator.stopJob reads it
+        (apimodels.StopJobRequest has only a ``json:"reason"`` tag; ``?reason=`` is ignored)."""
+        self._request("DELETE", f"{JOBS_PATH}/{job_id}", json_body={"reason": reason})
 
-    def list_executions(self, job_id: str) -> list[dict[str, Any]]:
-        """Every execution of the job, across versions and pages, oldest first."""
-        return self._paged(f"{JOBS_PATH}/{job_id}/executions", "Items", {"order_by": "create_time"})
+    def list_executions(self, job_id: str, version: int | None = None) -> list[dict[str, Any]]:
+        """The executions of one version of the job (default: its latest), oldest first.
+
+        v1.9.3 answers only the latest version's executions unless asked for another
+        (BoltJobStore.getExecutions, pkg/jobstore/boltdb/store.go), all in one answer: the
+        endpoint never sets NextToken (orchestrator.jobExecutions), so there is nothing to page.
+        """
+        params = {"order_by": "create_time"}
+        if version is not None:
+            params["job_version"] = str(version)
+        answer = self._request("GET", f"{JOBS_PATH}/{job_id}/executions", params=params)
+        return list(answer.get("Items") or [])
 
     def list_nodes(self) -> list[dict[str, Any]]:
-        """Every node the orchestrator knows (``NodeState`` objects), across pages."""
-        return self._paged(NODES_PATH, "Nodes", {})
-
-    def _paged(self, path: str, key: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        query = dict(params)
-        while True:
-            answer = self._request("GET", path, params=query)
-            items.extend(answer.get(key) or [])
-            token = answer.get("NextToken")
-            if not token:
-                return items
-            query["next_token"] = str(token)
+        """Every node the orchestrator knows (``NodeState`` objects), in one answer: v1.9.3's
+        orchestrator.listNodes never sets NextToken."""
+        answer = self._request("GET", NODES_PATH)
+        return list(answer.get("Nodes") or [])
 
     def _request(
         self,
@@ -122,8 +154,8 @@ class BacalhauClient:
                 if response.status_code < 400:
                     answer: dict[str, Any] = response.json() if response.content else {}
                     return answer
-                if response.status_code < 500:
-                    raise BacalhauAPIError(response.status_code, method, url, _message(response))
+                if response.status_code < 500 or _is_refusal(response):
+                    raise _api_error(response, method, url)
                 problem = f"HTTP {response.status_code}: {_message(response)}"
             if time.monotonic() + backoff > deadline:
                 raise OrchestratorUnreachable(
@@ -133,6 +165,26 @@ class BacalhauClient:
                 )
             self.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
+
+
+_NO_CHANGES = "no changes detected"
+
+
+def _api_error(response: requests.Response, method: str, url: str) -> BacalhauAPIError:
+    message = _message(response)
+    if response.status_code == 500 and message.startswith(_NO_CHANGES):
+        return JobUnchanged(response.status_code, method, url, message)
+    return BacalhauAPIError(response.status_code, method, url, message)
+
+
+def _is_refusal(response: requests.Response) -> bool:
+    """A 5xx that the orchestrator's own logic raised: apimodels.APIError JSON with an empty
+    Code (bacerrors.New without WithCode). Faults carry a Code ("InternalError") or no JSON."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("Code") == "" and bool(body.get("Message"))
 
 
 def _message(response: requests.Response) -> str:

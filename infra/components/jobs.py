@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 
 from infra.bacalhau.provider import BacalhauJob, BacalhauJobArgs
-from infra.bacalhau.spec import without_missing_env_references
+from infra.bacalhau.spec import without_empty_env_values, without_missing_env_references
 from infra.bacalhau.templates import render_job_file
 from infra.bacalhau.trust import CaSource
 
@@ -45,6 +45,11 @@ class RegionJobsArgs:
     opensearch_region: str = ""
     # Where a self-hosted orchestrator publishes its certificate, to verify its API's TLS.
     orchestrator_ca: CaSource | None = None
+    # Seconds each job's create or update waits until the new version has settled on the
+    # region's nodes, and how long it must hold (BacalhauJob's rollout wait); a None timeout
+    # returns once the orchestrator accepted the spec.
+    rollout_timeout: float | None = None
+    rollout_settle: float | None = None
 
 
 class RegionJobs(pulumi.ComponentResource):
@@ -53,6 +58,11 @@ class RegionJobs(pulumi.ComponentResource):
     - ``{name}-logstash``: the log shipper daemon job, on every node labelled ``region=<region>``;
     - ``{name}-compactor``: the archive compactor service job (Count 1) in the region;
     - ``{name}-generate-logs``: the demo log generator daemon job, only when enabled.
+
+    Env entries that would be empty or refer to variables the nodes lack are left out of every
+    spec (Bacalhau refuses an empty value). With ``rollout_timeout``, each job's create or update
+    returns only once its new version has settled on the nodes, so resources depending on this
+    component wait for the region's rollout, not just for the API calls.
     """
 
     def __init__(
@@ -79,13 +89,14 @@ class RegionJobs(pulumi.ComponentResource):
     def _job(self, suffix: str, file_name: str) -> BacalhauJob:
         path = self._args.jobs_dir / file_name
         node_env = self._args.node_env
-        spec = pulumi.Output.all(**self._template_values()).apply(
-            lambda values: (
-                render_job_file(path, values)
-                if node_env is None
-                else without_missing_env_references(render_job_file(path, values), node_env)
-            )
-        )
+
+        def rendered(values: dict[str, Any]) -> dict[str, Any]:
+            job = render_job_file(path, values)
+            if node_env is not None:
+                job = without_missing_env_references(job, node_env)
+            return without_empty_env_values(job)
+
+        spec = pulumi.Output.all(**self._template_values()).apply(rendered)
         return BacalhauJob(
             f"{self._name}-{suffix}",
             BacalhauJobArgs(
@@ -93,6 +104,8 @@ class RegionJobs(pulumi.ComponentResource):
                 spec=spec,
                 api_key=self._args.api_key,
                 ca_source=self._args.orchestrator_ca,
+                rollout_timeout=self._args.rollout_timeout,
+                rollout_settle=self._args.rollout_settle,
             ),
             pulumi.ResourceOptions(parent=self, depends_on=list(self._args.depends_on)),
         )

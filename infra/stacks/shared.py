@@ -14,6 +14,14 @@ from infra.opensearch_setup import SearchBootstrap, SearchBootstrapArgs
 from infra.paths import LOGSTASH_DIR
 from infra.settings import Secrets, Settings
 
+# How long the canary region's job creates and updates wait for the new version to settle on
+# every node of the region before the other regions go (see BacalhauJob): long enough for nodes
+# still booting, an image pull and a Logstash start. A version counts as settled once every
+# execution has stayed placed, none failing, for the settle time, which covers Logstash's start-up
+# and pipeline load, where a bad image or configuration fails.
+CANARY_ROLLOUT_TIMEOUT = 900.0
+CANARY_ROLLOUT_SETTLE = 120.0
+
 
 @dataclass(frozen=True)
 class RegionEndpoints:
@@ -47,13 +55,19 @@ def declare_region_jobs(
 ) -> dict[str, RegionJobs]:
     """One RegionJobs per region; with a canary region, every other region's jobs wait for it.
 
+    A Bacalhau update returns before anything runs, so with a canary its jobs also wait (up to
+    ``CANARY_ROLLOUT_TIMEOUT``) until their new version has settled on the canary's nodes, and a
+    failure there stops the rollout before any other region is touched. Without a canary, all
+    regions roll out together and nothing waits.
+
     ``images`` is one set for every region, or a set per region (a registry in each region).
     ``node_env`` names the ``env:`` variables the backend's nodes define. ``after`` maps a
     region to resources its jobs wait for (its compute nodes, say), so that a job is not
     submitted before the nodes that run it are being created. ``orchestrator_ca`` says where a
     self-hosted orchestrator publishes the certificate its API's TLS is verified against.
     """
-    waits_for = canary_dependencies(settings.region_names, settings.jobs.canary_region)
+    canary = settings.jobs.canary_region
+    waits_for = canary_dependencies(settings.region_names, canary)
     declared: dict[str, RegionJobs] = {}
     # Regions without prerequisites (the canary, or all when there is none) are declared first.
     for region in sorted(settings.region_names, key=lambda name: len(waits_for[name])):
@@ -80,6 +94,8 @@ def declare_region_jobs(
                 log_rate=settings.jobs.generator.rate,
                 api_key=secrets.orchestrator_api_key,
                 node_env=node_env,
+                rollout_timeout=CANARY_ROLLOUT_TIMEOUT if region == canary else None,
+                rollout_settle=CANARY_ROLLOUT_SETTLE if region == canary else None,
                 depends_on=[
                     *(after or {}).get(region, ()),
                     *(declared[other] for other in waits_for[region]),

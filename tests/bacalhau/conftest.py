@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import struct_pb2
+from pulumi.runtime import rpc
 
 from infra.bacalhau.provider import BacalhauJobProvider
 from tests.support.fake_orchestrator import FakeOrchestrator
@@ -55,7 +57,7 @@ def orchestrator(swagger: SwaggerSpec) -> Iterator[FakeOrchestrator]:
 
 @pytest.fixture
 def provider() -> BacalhauJobProvider:
-    return BacalhauJobProvider(retry_budget=2.0)
+    return BacalhauJobProvider(retry_budget=2.0, poll_interval=0.02)
 
 
 @pytest.fixture(autouse=True)
@@ -64,6 +66,16 @@ def _no_ambient_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 JobFactory = Callable[..., dict[str, Any]]
+
+
+def as_engine_sends(props: dict[str, Any]) -> dict[str, Any]:
+    """``props`` as a dynamic provider receives them from the Pulumi engine: a protobuf Struct
+    (where every number is a double) read back with ``rpc.deserialize_properties``, as
+    pulumi/dynamic/__main__.py's servicer does for Check, Diff, Create, Update, Read and Delete."""
+    struct = struct_pb2.Struct()
+    struct.update(props)
+    received: dict[str, Any] = rpc.deserialize_properties(struct)
+    return received
 
 
 @pytest.fixture
@@ -75,6 +87,13 @@ def sample_values() -> dict[str, object]:
 def make_job() -> JobFactory:
     """A minimal valid daemon job; keyword arguments replace top-level fields."""
     return _daemon_job
+
+
+def service_job(name: str = "dev-eu-1-compactor", **changes: Any) -> dict[str, Any]:
+    """A minimal valid service job with Count 1, like jobs/compactor.yaml."""
+    job = _daemon_job(name, Type="service", Count=1)
+    job.update(changes)
+    return job
 
 
 def _daemon_job(name: str = "dev-eu-1-logstash", **changes: Any) -> dict[str, Any]:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from infra.bacalhau.spec import normalize, project, same_spec, validate
+from infra.bacalhau.spec import (
+    fixed_field_changes,
+    normalize,
+    project,
+    same_spec,
+    validate,
+    without_empty_env_values,
+)
 from tests.bacalhau.conftest import JobFactory
 
 
@@ -24,14 +31,19 @@ def test_server_fields_key_order_system_meta_and_unit_case_do_not_differ(make_jo
     assert same_spec(declared, live)
 
 
-def test_cpu_case_and_real_changes_do_differ(make_job: JobFactory):
-    job = make_job()
+def test_resource_units_compare_as_bacalhau_stores_them(make_job: JobFactory):
+    """ResourcesConfig.Normalize (pkg/models/resource.go at v1.9.3) lower-cases CPU, Memory, Disk
+    and GPU and strips spaces before storing, and Job.CompareWith lower-cases them again: "500M"
+    is stored, scheduled and compared as "500m", so a diff must not see a change there."""
     millicores = make_job()
-    millicores["Tasks"][0]["Resources"]["CPU"] = "500m"
-    mega = make_job()
-    mega["Tasks"][0]["Resources"]["CPU"] = "500M"
-    assert not same_spec(millicores, mega)
-    assert not same_spec(job, make_job(Labels={"tier": "edge"}))
+    millicores["Tasks"][0]["Resources"] = {"CPU": "500m", "Memory": "1gb", "GPU": "1"}
+    shouted = make_job()
+    shouted["Tasks"][0]["Resources"] = {"CPU": "500M", "Memory": "1 GB", "GPU": "1"}
+    assert same_spec(millicores, shouted)
+    more = make_job()
+    more["Tasks"][0]["Resources"] = {"CPU": "600m", "Memory": "1gb", "GPU": "1"}
+    assert not same_spec(millicores, more)
+    assert not same_spec(make_job(), make_job(Labels={"tier": "edge"}))
 
 
 def test_normalize_drops_meta_left_empty(make_job: JobFactory):
@@ -101,3 +113,79 @@ def test_operators_match_the_api_spec(swagger):
     assert (
         set(swagger.document["definitions"]["selection.Operator"]["enum"]) == CONSTRAINT_OPERATORS
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"OPENSEARCH_AUTH": ""}, "Tasks[0].Env.OPENSEARCH_AUTH: empty value"),
+        ({"lower": "x"}, "Tasks[0].Env.lower: the name must be upper case letters"),
+        ({"1ST": "x"}, "Tasks[0].Env.1ST: the name must be upper case letters"),
+        ({"BACALHAU_X": "x"}, "Tasks[0].Env.BACALHAU_X: names starting with BACALHAU_ are"),
+        ({"N": 3}, "Tasks[0].Env.N: 3 is not a string"),
+    ],
+)
+def test_env_entries_bacalhau_refuses_are_named(make_job: JobFactory, env, problem):
+    """models.ValidateEnvVars (pkg/models/env_var.go at v1.9.3), run by Task.ValidateSubmission
+    at PUT: empty values ("cannot have empty value"), names not upper case, not starting with a
+    letter or with other characters, and the BACALHAU_ prefix are all a 400."""
+    job = make_job()
+    job["Tasks"][0]["Env"] = env
+    (found,) = validate(job)
+    assert found.startswith(f"job 'dev-eu-1-logstash': {problem}")
+
+
+def test_empty_env_values_are_dropped_and_references_kept(make_job: JobFactory):
+    job = make_job()
+    job["Tasks"][0]["Env"] = {"A": "", "B": "x", "C": "env:LOGS_C"}
+    cleaned = without_empty_env_values(job)
+    assert cleaned["Tasks"][0]["Env"] == {"B": "x", "C": "env:LOGS_C"}
+    assert job["Tasks"][0]["Env"]["A"] == ""
+    assert validate(cleaned) == []
+
+
+def test_normalize_follows_job_normalize(make_job: JobFactory):
+    """Job.Normalize and Job.UnmarshalJSON (pkg/models/job.go at v1.9.3): an empty namespace is
+    "default", daemon and ops Count is always 0, a batch or service job without Count runs 1;
+    empty maps and lists equal absent ones; submitted bacalhau.org/ Meta is dropped."""
+    assert same_spec(make_job(Count=1), make_job(Namespace="default"))
+    assert same_spec(make_job(Type="service"), make_job(Type="service", Count=1))
+    assert not same_spec(make_job(Type="service"), make_job(Type="service", Count=0))
+    assert same_spec(make_job(Meta={}, Labels={}), make_job(Meta={"bacalhau.org/x": "y"}))
+    assert not same_spec(make_job(Meta={"bacalhau.org.team": "y"}), make_job())
+
+
+def test_fixed_field_changes_are_the_fields_an_update_drops(make_job: JobFactory):
+    """BoltJobStore.updateJob (pkg/jobstore/boltdb/store.go at v1.9.3) copies Priority, Count,
+    Constraints, Meta, Labels and Tasks; everything else stays as first stored."""
+    old = make_job()
+    new = make_job(Type="service", Namespace="team-b", Priority=4, Labels={"a": "b"}, Count=2)
+    assert fixed_field_changes(old, new) == ["Namespace", "Type"]
+    assert fixed_field_changes(old, make_job(Namespace="default")) == []
+
+
+def test_zero_struct_fields_are_the_same_as_absent_ones():
+    """Observed on v1.9.3: a task sent with ``Timeouts: {ExecutionTimeout: 0}`` comes back as
+    ``Timeouts: {}`` (omitempty, pkg/models/task.go), so a refresh must not call it drift."""
+    sent = {
+        "Name": "j",
+        "Type": "daemon",
+        "Tasks": [{"Name": "t", "Timeouts": {"ExecutionTimeout": 0}}],
+    }
+    stored = {"Name": "j", "Type": "daemon", "Tasks": [{"Name": "t", "Timeouts": {}}]}
+    assert same_spec(sent, stored)
+
+
+def test_zero_values_inside_maps_are_data():
+    """Env, Labels, Meta and Params are Go maps: an entry is kept whatever its value."""
+    flag_off = {
+        "Name": "j",
+        "Type": "daemon",
+        "Tasks": [{"Name": "t", "Engine": {"Type": "docker", "Params": {"Privileged": False}}}],
+    }
+    no_flag = {
+        "Name": "j",
+        "Type": "daemon",
+        "Tasks": [{"Name": "t", "Engine": {"Type": "docker", "Params": {}}}],
+    }
+    assert not same_spec(flag_off, no_flag)

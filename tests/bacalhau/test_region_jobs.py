@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
@@ -9,6 +10,14 @@ import pytest
 
 from infra.components import jobs as jobs_module
 from infra.components.jobs import RegionJobs, RegionJobsArgs, canary_dependencies
+from infra.settings import Secrets, parse_settings
+from infra.stacks.shared import (
+    CANARY_ROLLOUT_SETTLE,
+    CANARY_ROLLOUT_TIMEOUT,
+    JobImages,
+    RegionEndpoints,
+    declare_region_jobs,
+)
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -131,3 +140,65 @@ def test_canary_must_be_one_of_the_regions():
         ValueError, match="canary region 'ap-1' is not one of the regions: eu-1, us-1"
     ):
         canary_dependencies(["eu-1", "us-1"], "ap-1")
+
+
+@pulumi.runtime.test
+def test_empty_env_values_are_left_out_of_the_specs(mocks: RecordingMocks):
+    """Bacalhau v1.9.3 refuses a job with an empty Env value (EnvVarValue.Validate,
+    pkg/models/env_var.go: "environment variable 'X' cannot have empty value", a 400). Locally
+    OPENSEARCH_AUTH and OPENSEARCH_REGION render empty."""
+    component = RegionJobs("eu-1-jobs", _args("eu-1", opensearch_auth="", opensearch_region=""))
+
+    def check(_: Any) -> None:
+        env = _specs(mocks)["eu-1-jobs-logstash"]["Tasks"][0]["Env"]
+        assert "OPENSEARCH_AUTH" not in env and "OPENSEARCH_REGION" not in env
+        assert all(value != "" for spec in _specs(mocks).values() for value in _env(spec))
+        assert env["REGION"] == "eu-1"
+
+    return component.jobs["logstash"].job_id.apply(check)
+
+
+@pulumi.runtime.test
+def test_only_the_canary_regions_jobs_wait_for_their_rollout(mocks, declared_depends_on):
+    settings = parse_settings(
+        {
+            "backend": "docker",
+            "regions": json.dumps([{"name": "eu-1", "nodes": 1}, {"name": "us-1", "nodes": 1}]),
+            "jobs": json.dumps({"canaryRegion": "eu-1"}),
+        },
+        stack="dev",
+    )
+    endpoints = {
+        region: RegionEndpoints(f"bucket-{region}", "http://storage:9000", "us-east-1", "http://os")
+        for region in ("eu-1", "us-1")
+    }
+    declared = declare_region_jobs(
+        settings,
+        Secrets(orchestrator_token=None, orchestrator_api_key=None),
+        orchestrator_endpoint="http://orchestrator:1234",
+        images=JobImages(agent="registry/agent@sha256:a", logstash="registry/logstash@sha256:b"),
+        endpoints=endpoints,
+        node_env=frozenset(),
+    )
+    assert declared_depends_on["jobs-us-1-logstash"] == [declared["eu-1"]]
+
+    def check(_: Any) -> None:
+        waits = {
+            name: (args.inputs.get("rollout_timeout"), args.inputs.get("rollout_settle"))
+            for name, args in mocks.resources.items()
+            if args.typ.endswith("dynamic/bacalhau:Job")
+        }
+        canary = (CANARY_ROLLOUT_TIMEOUT, CANARY_ROLLOUT_SETTLE)
+        assert waits == {
+            "jobs-eu-1-logstash": canary,
+            "jobs-eu-1-compactor": canary,
+            "jobs-us-1-logstash": (None, None),
+            "jobs-us-1-compactor": (None, None),
+        }
+
+    jobs = [job.job_id for region in declared.values() for job in region.jobs.values()]
+    return pulumi.Output.all(*jobs).apply(check)
+
+
+def _env(spec: dict[str, Any]) -> list[Any]:
+    return list((spec["Tasks"][0].get("Env") or {}).values())
