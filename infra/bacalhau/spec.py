@@ -240,8 +240,7 @@ def _without_empty(value: Any) -> Any:
     engine and source Params) are data, kept as they are."""
     if isinstance(value, Mapping):
         cleaned = {
-            key: item if key in _MAP_FIELDS else _without_empty(item)
-            for key, item in value.items()
+            key: item if key in _MAP_FIELDS else _without_empty(item) for key, item in value.items()
         }
         return {key: item for key, item in cleaned.items() if not _is_zero(item)}
     if isinstance(value, list):
