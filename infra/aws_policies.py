@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from infra.ops.layout import RESULTS_PREFIX
+
 Document = dict[str, Any]
 
 SSM_MANAGED_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
@@ -54,10 +56,12 @@ def compute_node_policy(
     search_domain_arns: Sequence[str],
     ca_parameter_arn: str | None,
 ) -> Document:
-    """What a compute node's jobs need: its region's archive prefix, its images, search, the CA.
+    """What a compute node's jobs need: its region's archive prefix, its images, search, the CA,
+    and writing query results beside the archive (Bacalhau's S3 publisher runs in the node's
+    process with the node's credentials: pkg/publisher/s3/publisher.go).
 
     No s3:DeleteObject: raw archives are never deleted by the system (lifecycle ages them out),
-    and compaction only adds objects.
+    and compaction only adds objects. Results are written, never read back, by nodes.
     """
     statements: list[Document] = [
         {
@@ -77,6 +81,12 @@ def compute_node_policy(
                 "s3:ListMultipartUploadParts",
             ],
             "Resource": f"{bucket_arn}/{prefix}*",
+        },
+        {
+            "Sid": "WriteQueryResults",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+            "Resource": f"{bucket_arn}/{RESULTS_PREFIX}*",
         },
         {
             "Sid": "PullStackImages",

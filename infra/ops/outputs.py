@@ -2,18 +2,29 @@
 
 Only ``orchestratorApiUrl`` is needed by every command; the other keys are optional in the file
 (the AWS backend exports fewer of them), and a command that needs one names it when it is absent.
+
+Without ``--outputs`` the Automation API reads the stack. For the local stack that
+``scripts/dev`` manages, its file backend (``.pulumi-state``) and passphrase file are used unless
+``PULUMI_BACKEND_URL`` / ``PULUMI_CONFIG_PASSPHRASE(_FILE)`` say otherwise.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from infra.bacalhau.trust import CaSource
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+LOCAL_STATE = REPO_ROOT / ".pulumi-state"
 DEFAULT_ARCHIVE_PREFIX = "logs/"
+# `pulumi stack output --json` without --show-secrets prints secrets as this.
+_HIDDEN_SECRET = "[secret]"
 
 
 class OutputsError(ValueError):
@@ -27,7 +38,7 @@ class StackOutputs:
 
     @property
     def api_url(self) -> str:
-        return _text(self.require("orchestratorApiUrl"), "orchestratorApiUrl")
+        return _http_url(self.require("orchestratorApiUrl"), "orchestratorApiUrl")
 
     @property
     def backend(self) -> str:
@@ -59,8 +70,16 @@ class StackOutputs:
         """The S3 endpoint reachable from the operator's machine, or None for AWS defaults."""
         endpoint = self.raw.get("s3Endpoint")
         if isinstance(endpoint, str) and endpoint and "amazonaws.com" not in endpoint:
-            return endpoint
+            return _http_url(endpoint, "s3Endpoint")
         return None
+
+    def s3_keys(self) -> tuple[str, str] | None:
+        """The local stack's MinIO keys when the outputs hold them in clear (the Automation API,
+        or `stack output --json --show-secrets`); None means boto3's own credential chain."""
+        access, secret = self.raw.get("minioAccessKey"), self.raw.get("minioSecretKey")
+        if not (isinstance(access, str) and isinstance(secret, str) and access and secret):
+            return None
+        return None if _HIDDEN_SECRET in (access, secret) else (access, secret)
 
     def nodes(self) -> dict[str, list[str]] | None:
         """``{region: [node names]}``, or None when the backend does not export it."""
@@ -75,6 +94,37 @@ class StackOutputs:
             for region, kinds in self._mapping("jobs").items()
             if isinstance(kinds, Mapping)
         }
+
+    @property
+    def api_key(self) -> str | None:
+        """The self-hosted orchestrator's generated API key, when the outputs hold it in clear
+        (the Automation API, or `stack output --json --show-secrets`)."""
+        key = self.raw.get("orchestratorApiKey")
+        return key if isinstance(key, str) and key and key != _HIDDEN_SECRET else None
+
+    @property
+    def ca_source(self) -> CaSource | None:
+        """Where a self-hosted AWS orchestrator publishes the certificate its API is verified
+        against (``orchestratorCa``: an SSM parameter and its region); None: the system's CAs."""
+        value = self.raw.get("orchestratorCa")
+        if value in (None, {}):
+            return None
+        if not (
+            isinstance(value, Mapping)
+            and isinstance(value.get("parameter"), str)
+            and isinstance(value.get("region"), str)
+        ):
+            raise OutputsError(
+                f"stack output 'orchestratorCa' should be {{parameter, region}}, got {value!r}"
+            )
+        return CaSource(parameter=value["parameter"], region=value["region"])
+
+    def job_id(self, region: str, kind: str) -> str | None:
+        """A registered job of a region from the ``jobs`` output, None when not exported."""
+        jobs = self.raw.get("jobs")
+        kinds = jobs.get(region) if isinstance(jobs, Mapping) else None
+        job_id = kinds.get(kind) if isinstance(kinds, Mapping) else None
+        return job_id if isinstance(job_id, str) and job_id else None
 
     def require(self, key: str) -> Any:
         if self.raw.get(key) in (None, "", {}):
@@ -108,18 +158,49 @@ def _from_automation_api(stack: str) -> dict[str, Any]:
     # Imported here: the Automation API needs the Pulumi CLI, which --outputs users may lack.
     from pulumi import automation
 
+    options = automation.LocalWorkspaceOptions(env_vars=local_backend_env(os.environ, stack))
     try:
-        selected = automation.select_stack(stack_name=stack, work_dir=str(REPO_ROOT))
+        selected = automation.select_stack(stack_name=stack, work_dir=str(REPO_ROOT), opts=options)
         return {key: output.value for key, output in selected.outputs().items()}
     except Exception as error:  # the Automation API raises many unrelated types
         raise OutputsError(
             f"cannot read the outputs of stack '{stack}' through Pulumi ({error}); install the "
-            "Pulumi CLI and set PULUMI_BACKEND_URL for a local backend, or pass --outputs FILE "
-            "(from `pulumi stack output --json`)"
+            "Pulumi CLI and set PULUMI_BACKEND_URL (and PULUMI_CONFIG_PASSPHRASE_FILE) for your "
+            "backend, or pass --outputs FILE (from `pulumi stack output --json --show-secrets`)"
         ) from None
+
+
+def local_backend_env(
+    environ: Mapping[str, str], stack: str, state: Path = LOCAL_STATE
+) -> dict[str, str]:
+    """What ``scripts/dev`` exports, for whatever the environment does not already say, when
+    ``stack`` lives in the local file backend (its `.pulumi/stacks/<project>/<stack>.json`)."""
+    found: dict[str, str] = {}
+    if not any((state / ".pulumi" / "stacks").glob(f"*/{stack}.json*")):
+        return found
+    if not environ.get("PULUMI_BACKEND_URL"):
+        found["PULUMI_BACKEND_URL"] = state.as_uri()
+    passphrase = state / "passphrase"
+    configured = environ.get("PULUMI_CONFIG_PASSPHRASE") or environ.get(
+        "PULUMI_CONFIG_PASSPHRASE_FILE"
+    )
+    if not configured and passphrase.is_file():
+        found["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(passphrase)
+    return found
 
 
 def _text(value: Any, key: str) -> str:
     if not isinstance(value, str) or not value:
         raise OutputsError(f"stack output '{key}' is missing or not a string")
     return value
+
+
+def _http_url(value: Any, key: str) -> str:
+    text = _text(value, key)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OutputsError(
+            f"stack output '{key}': {text!r} is not an http(s) URL; expected e.g. "
+            "http://127.0.0.1:1234"
+        )
+    return text

@@ -13,13 +13,20 @@ from typing import Any
 
 from agent.times import EVENT_TIME_FORMAT, parse_instant
 
-# Bacalhau v1.9 nodes carry only Operating-System, Architecture and GPU labels by default (plus
-# the configured ones), and constraints cannot select a node ID, so node configs set this label
-# to the node's name.
+# Bacalhau v1.9.3 labels nodes with name=<node ID>, os_type and os_arch by default
+# (pkg/node/labels.go), and a node's ID is its host name (NameProvider "hostname" in our node
+# configs) which on EC2 is not the stack's node name. The stack sets this label to the node name
+# it exports, so operators scope by the names they see in the `nodes` output.
 HOST_LABEL = "host"
 REGION_LABEL = "region"
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_MONTH = re.compile(r"^\d{4}-\d{2}$")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_MONTH = re.compile(r"\d{4}-\d{2}")
+_YEAR = re.compile(r"\d{4}")
+# Pulumi's rule for stack names (alphanumerics, '-', '_', '.'; at most 100), stricter than a job
+# name needs: the stack goes into job names, which the API also takes as URL path segments.
+_STACK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+# One S3 input per day: a range is read exactly, never through a wider prefix.
+MAX_RANGE_DAYS = 366
 
 
 class UsageError(ValueError):
@@ -40,6 +47,11 @@ class Scope:
         if self.hosts:
             constraints.append({"Key": HOST_LABEL, "Operator": "in", "Values": list(self.hosts)})
         return constraints
+
+    def only(self, region: str, region_of_host: Mapping[str, str]) -> Scope:
+        """The part of this scope in one region (one job per region: each publishes to its
+        own region's bucket, which only that region's nodes may write)."""
+        return Scope((region,), tuple(h for h in self.hosts if region_of_host.get(h) == region))
 
 
 def resolve_scope(
@@ -102,33 +114,58 @@ def resolve_window(since: str | None, until: str | None, now: datetime | None = 
 
 @dataclass(frozen=True)
 class ArchiveRange:
-    """An archive query: ``key_date`` prefixes the ``dt=`` partitions the job reads, and the
-    window trims a --from/--to range that the prefix alone would over-read."""
+    """What an archive query reads: ``prefix`` (a year, month or day: one S3 input listing
+    ``dt=<prefix>*``) or ``days`` (a --from/--to range: one input per day, never a wider prefix
+    such as ``dt=202*`` for 2024-12-31..2025-01-01)."""
 
-    key_date: str
-    window: Window
+    prefix: str | None = None
+    days: tuple[str, ...] = ()
+    window: Window = Window()
+
+    @property
+    def first(self) -> str:
+        return self.prefix if self.prefix is not None else self.days[0]
 
 
 def resolve_archive_range(day: str | None, start: str | None, end: str | None) -> ArchiveRange:
     if day is not None:
         if start is not None or end is not None:
             raise UsageError("--date cannot be combined with --from/--to")
-        if not (_DAY.match(day) or _MONTH.match(day)) or not _valid(day):
-            raise UsageError(f"--date: {day!r} is not a date; expected YYYY-MM-DD (or YYYY-MM)")
-        return ArchiveRange(day, Window())
+        if not any(p.fullmatch(day) for p in (_DAY, _MONTH, _YEAR)) or not _valid(day):
+            raise UsageError(f"--date: {day!r} is not a date; expected YYYY-MM-DD, YYYY-MM or YYYY")
+        return ArchiveRange(prefix=day)
     if start is None or end is None:
         raise UsageError("archive needs --date D, or both --from D and --to D (YYYY-MM-DD)")
     first = _day("--from", start)
     last = _day("--to", end)
     if first > last:
         raise UsageError(f"--from ({start}) must not be after --to ({end})")
-    # The S3 source lists one prefix, so the range is read through the dates' common prefix.
-    prefix = _common_prefix(start, end)
+    count = (last - first).days + 1
+    if count > MAX_RANGE_DAYS:
+        raise UsageError(
+            f"--from/--to: {count} days is more than {MAX_RANGE_DAYS}; "
+            "use --date YYYY for a whole year or split the range"
+        )
+    days = tuple((first + timedelta(days=n)).isoformat() for n in range(count))
     window = Window(
         _iso(datetime.combine(first, datetime.min.time())),
         _iso(datetime.combine(last + timedelta(days=1), datetime.min.time())),
     )
-    return ArchiveRange(prefix, window)
+    return ArchiveRange(days=days, window=window)
+
+
+def check_stack(stack: str) -> str:
+    if not _STACK.fullmatch(stack):
+        raise UsageError(
+            f"--stack: {stack!r} is not a stack name; expected letters, digits, '-', '_' or '.' "
+            "(at most 100, starting with a letter or digit)"
+        )
+    return stack
+
+
+def check_sql(sql: str | None) -> None:
+    if sql is not None and not sql.strip():
+        raise UsageError("--sql: empty; expected a SELECT against the `logs` view")
 
 
 def _instant(flag: str, text: str | None, now: datetime | None) -> datetime | None:
@@ -145,24 +182,18 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _day(flag: str, text: str) -> date:
-    if not _DAY.match(text) or not _valid(text):
+    if not _DAY.fullmatch(text) or not _valid(text):
         raise UsageError(f"{flag}: {text!r} is not a date; expected YYYY-MM-DD")
     return date.fromisoformat(text)
 
 
 def _valid(text: str) -> bool:
+    """Whether a YYYY, YYYY-MM or YYYY-MM-DD that matched its pattern names a real date."""
     try:
-        date.fromisoformat(text if _DAY.match(text) else f"{text}-01")
+        date.fromisoformat(text + {4: "-01-01", 7: "-01"}.get(len(text), ""))
     except ValueError:
         return False
     return True
-
-
-def _common_prefix(left: str, right: str) -> str:
-    length = 0
-    while length < min(len(left), len(right)) and left[length] == right[length]:
-        length += 1
-    return left[:length]
 
 
 def _unique(values: Sequence[str]) -> tuple[str, ...]:

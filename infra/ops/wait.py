@@ -1,15 +1,17 @@
-"""Wait for a submitted job to finish, with progress on stderr and a hard deadline."""
+"""Wait for a submitted job to finish, reporting each poll and keeping a hard deadline."""
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 from infra.bacalhau.client import BacalhauClient
-from infra.ops.states import TERMINAL_JOB_STATES, execution_state, job_state
+from infra.ops.states import TERMINAL_JOB_STATES, job_state
+
+# Called after every poll with the job's state, its executions and the seconds waited so far.
+PollReport = Callable[[str, list[dict[str, Any]], float], None]
 
 
 @dataclass(frozen=True)
@@ -40,19 +42,11 @@ class Finished:
     executions: list[dict[str, Any]]
 
 
-def current_executions(
-    job: dict[str, Any], executions: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """The executions of the job's current version (an update may leave older ones behind)."""
-    version = job.get("Version")
-    return [e for e in executions if version is None or e.get("JobVersion") == version]
-
-
 def wait_for_job(
     client: BacalhauClient,
     job_id: str,
     timeout: float,
-    progress: TextIO,
+    report: PollReport,
     polling: Polling = Polling(),
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -60,26 +54,18 @@ def wait_for_job(
     started = clock()
     deadline = started + timeout
     interval = polling.first
-    last_line = ""
     while True:
         job = client.get_job(job_id)
         if job is None:
             raise JobVanished(f"the orchestrator no longer knows job {job_id}")
-        executions = current_executions(job, client.list_executions(job_id))
+        version = job.get("Version")
+        # An update would leave older versions' executions behind; only the current one counts.
+        executions = client.list_executions(job_id, version if isinstance(version, int) else None)
         state = job_state(job)
-        line = _progress_line(job_id, state, executions)
-        if line != last_line:
-            progress.write(f"{line} [{clock() - started:.0f}s]\n")
-            last_line = line
+        report(state, executions, clock() - started)
         if state in TERMINAL_JOB_STATES:
             return Finished(job, executions)
         if clock() + interval > deadline:
             raise JobTimeout(job_id, state, timeout)
         sleep(interval)
         interval = min(interval * polling.factor, polling.longest)
-
-
-def _progress_line(job_id: str, state: str, executions: list[dict[str, Any]]) -> str:
-    counts = Counter(execution_state(e) for e in executions)
-    summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none yet"
-    return f"job {job_id}: {state}; executions: {summary}"

@@ -17,7 +17,6 @@ CIDR must say ``aws.registerJobs: false`` and submit jobs itself (e.g. over an S
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,8 +292,15 @@ def _look_up_region(settings: Settings, region: RegionSettings) -> _Region:
 
 
 def _api_key_output(orchestrator: SelfHostedOrchestrator | None) -> dict[str, Any]:
-    # Secret: shown only with `pulumi stack output --show-secrets`, for BACALHAU_API_KEY.
-    return {"orchestratorApiKey": orchestrator.api_key} if orchestrator is not None else {}
+    # The key is secret: shown only with `pulumi stack output --show-secrets`; infra.ops reads
+    # it through the Automation API.
+    if orchestrator is None:
+        return {}
+    return {
+        "orchestratorApiKey": orchestrator.api_key,
+        # Public: where infra.ops fetches the certificate the API's TLS is verified against.
+        "orchestratorCa": {"parameter": orchestrator.ca.name, "region": orchestrator.ca.region},
+    }
 
 
 def _declare_orchestrator(

@@ -22,7 +22,24 @@ def _node(**overrides: object) -> dict[str, object]:
 
 def test_node_policy_without_optional_parts() -> None:
     sids = [s["Sid"] for s in _node()["Statement"]]  # type: ignore[index]
-    assert sids == ["ListArchivePrefix", "ReadWriteArchivePrefix", "PullStackImages", "EcrLogin"]
+    assert sids == [
+        "ListArchivePrefix",
+        "ReadWriteArchivePrefix",
+        "WriteQueryResults",
+        "PullStackImages",
+        "EcrLogin",
+    ]
+
+
+def test_nodes_may_write_query_results_beside_the_archive_and_nothing_more() -> None:
+    """Query jobs publish their result directory with Bacalhau's S3 publisher, which runs in the
+    compute node's process with the node's role (pkg/publisher/s3/publisher.go at v1.9.3): the
+    role must allow PutObject under ops-results/ or every query execution fails AccessDenied."""
+    by_sid = {s["Sid"]: s for s in _node()["Statement"]}  # type: ignore[attr-defined]
+    results = by_sid["WriteQueryResults"]
+    assert results["Resource"] == f"{BUCKET}/ops-results/*"
+    assert results["Action"] == ["s3:PutObject", "s3:AbortMultipartUpload"]
+    assert not any("Delete" in a or "Get" in a for a in results["Action"])
 
 
 def test_node_policy_with_key_search_and_ca() -> None:

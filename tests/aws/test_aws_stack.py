@@ -263,6 +263,13 @@ def test_orchestrator_is_self_hosted_with_generated_token(prod_run: AwsRun) -> N
     parameter = prod_run.named("orchestrator-ca").inputs
     assert unwrap(parameter["value"]) == cloudinit.CA_PENDING
     assert prod_run.outputs["orchestratorApiUrl"].startswith("https://")
+    # infra.ops verifies the self-hosted API against the certificate in this parameter, and
+    # authenticates with the generated key, which stays a secret output.
+    assert prod_run.outputs["orchestratorCa"] == {
+        "parameter": "/bacalhau-logs-prod/orchestrator-ca",
+        "region": "us-east-1",
+    }
+    assert "orchestratorApiKey" in prod_run.secret_outputs
     assert prod_run.outputs["orchestratorNatsUrl"].startswith("nats://")
 
 

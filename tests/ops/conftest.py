@@ -1,4 +1,5 @@
-"""Fixtures for the operator CLI: a stand-in orchestrator, stack outputs and a fast runtime."""
+"""Fixtures for the operator CLI: a stand-in orchestrator, stack outputs, a fast runtime, and the
+agent's partial documents as nodes print them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from agent.named import NAMED_QUERIES, PARTIAL_FORMAT, Named
 from infra.ops.cli import Runtime, main
 from infra.ops.wait import Polling
 from tests.support.fake_orchestrator import FakeOrchestrator
@@ -53,7 +55,9 @@ class Cli:
     def run(self, *argv: str) -> tuple[int, str, str]:
         self.runtime.stdout = io.StringIO()
         self.runtime.stderr = io.StringIO()
-        code = main([*argv, "--outputs", str(self.outputs_path)], self.runtime)
+        # A job the stand-in never settles must fail the test quickly, not after 600 s.
+        bounded = [] if "--timeout" in argv else ["--timeout", "20"]
+        code = main([*argv, "--outputs", str(self.outputs_path), *bounded], self.runtime)
         return code, self.runtime.stdout.getvalue(), self.runtime.stderr.getvalue()
 
     def on_submit(self, react: Callable[[dict[str, Any]], None]) -> None:
@@ -85,8 +89,30 @@ def cli(orchestrator: FakeOrchestrator, tmp_path: Path, monkeypatch: pytest.Monk
     return harness
 
 
-def rows_json(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows) + "\n"
+def partial(
+    rows: list[list[Any]],
+    columns: tuple[str, ...] = ("request", "requests"),
+    named: Named | None = Named.ERROR_ANALYSIS,
+    diagnostics: tuple[str, ...] = (),
+    malformed: int | None = 0,
+    inputs: dict[str, int] | None = None,
+    merge: bool = True,
+    reason: str | None = None,
+) -> str:
+    """A node's stdout as `agent query --partial` prints it (agent/partial.py)."""
+    rule = NAMED_QUERIES[named].rule(10, 1000).to_json() if named is not None else None
+    document = {
+        "format": PARTIAL_FORMAT,
+        "columns": list(columns),
+        "rows": rows,
+        "rule": rule,
+        "merge": merge and rule is not None,
+        "reason": reason,
+        "inputs": inputs or {"files": 1, "bytes": 100, "compacted": 0, "raw": 0, "plain": 1},
+        "diagnostics": list(diagnostics),
+        "malformed_lines": malformed,
+    }
+    return json.dumps(document) + "\n"
 
 
 @pytest.fixture

@@ -7,8 +7,12 @@ from datetime import datetime
 import pytest
 
 from infra.ops.scope import (
+    MAX_RANGE_DAYS,
     Scope,
     UsageError,
+    Window,
+    check_sql,
+    check_stack,
     resolve_archive_range,
     resolve_scope,
     resolve_window,
@@ -79,14 +83,21 @@ def test_bad_window(since, until, message):
     assert message in str(raised.value)
 
 
-def test_archive_day_month_and_range():
-    assert resolve_archive_range("2025-01-15", None, None).key_date == "2025-01-15"
-    assert resolve_archive_range("2025-01", None, None).key_date == "2025-01"
-    span = resolve_archive_range(None, "2025-01-10", "2025-01-19")
-    # The prefix covers the range; the window trims what the prefix over-reads.
-    assert span.key_date == "2025-01-1"
-    assert (span.window.since, span.window.until) == ("2025-01-10T00:00:00", "2025-01-20T00:00:00")
-    assert resolve_archive_range(None, "2024-12-31", "2025-01-01").key_date == "202"
+def test_archive_year_month_day_and_range():
+    for day in ("2025", "2025-01", "2025-01-15"):
+        span = resolve_archive_range(day, None, None)
+        assert (span.prefix, span.days, span.window) == (day, (), Window())
+    span = resolve_archive_range(None, "2025-01-10", "2025-01-12")
+    assert span.prefix is None
+    assert span.days == ("2025-01-10", "2025-01-11", "2025-01-12")
+    assert (span.window.since, span.window.until) == ("2025-01-10T00:00:00", "2025-01-13T00:00:00")
+
+
+def test_a_range_across_a_year_never_widens_to_a_decade():
+    span = resolve_archive_range(None, "2024-12-31", "2025-01-01")
+    assert (span.prefix, span.days) == (None, ("2024-12-31", "2025-01-01"))
+    leap = resolve_archive_range(None, "2024-01-01", "2024-12-31")
+    assert len(leap.days) == MAX_RANGE_DAYS == 366
 
 
 @pytest.mark.parametrize(
@@ -94,13 +105,41 @@ def test_archive_day_month_and_range():
     [
         ("15/01/2025", None, None, "--date: '15/01/2025' is not a date; expected YYYY-MM-DD"),
         ("2025-02-30", None, None, "--date: '2025-02-30' is not a date"),
+        ("2025-01-15\n", None, None, "is not a date"),
+        ("0000", None, None, "--date: '0000' is not a date"),
         (None, "2025-01-10", None, "archive needs --date D, or both --from D and --to D"),
         (None, "2025-1-10", "2025-01-12", "--from: '2025-1-10' is not a date"),
         (None, "2025-01-12", "2025-01-10", "--from (2025-01-12) must not be after --to"),
         ("2025-01-12", "2025-01-10", None, "--date cannot be combined with --from/--to"),
+        (None, "2024-01-01", "2025-01-01", "367 days is more than 366"),
     ],
 )
 def test_bad_archive_dates(day, start, end, message):
     with pytest.raises(UsageError) as raised:
         resolve_archive_range(day, start, end)
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod-eu", "team_a.v2", "x" * 100])
+def test_stack_names_pulumi_accepts(stack):
+    assert check_stack(stack) == stack
+
+
+@pytest.mark.parametrize("stack", ["", "dev prod", "org/proj/dev", "-dev", "dev\n", "x" * 101])
+def test_stack_names_that_cannot_go_into_a_job_name(stack):
+    with pytest.raises(UsageError, match=r"--stack: .* is not a stack name"):
+        check_stack(stack)
+
+
+def test_an_empty_sql_is_refused_and_a_far_past_is_one_line():
+    with pytest.raises(UsageError, match="--sql: empty"):
+        check_sql(" \n ")
+    with pytest.raises(UsageError, match=r"--since: .*too far back"):
+        resolve_window("999999999d", None)
+
+
+def test_one_region_of_a_scope_keeps_only_its_hosts():
+    scope = resolve_scope(REGIONS, [], ["eu-a", "us-a"], NODES)
+    region_of = {host: region for region, hosts in NODES.items() for host in hosts}
+    assert scope.only("eu-1", region_of) == Scope(("eu-1",), ("eu-a",))
+    assert scope.only("us-1", region_of).constraints()[1]["Values"] == ["us-a"]
