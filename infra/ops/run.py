@@ -115,11 +115,21 @@ def _run_one(
         why = output.get("ErrorMsg") or execution_state(execution).lower()
         result.notes.append(f"an attempt on node {node} ended {why}; a retry replaced it")
     ran = [outcome.node for outcome in result.outcomes]
-    result.outcomes += missing_outcomes(expected(region, nodes), ran, region)
+    missing = missing_outcomes(expected(region, nodes), ran, region)
+    # The scheduler's own reason (v1.9.3 puts "not enough nodes ... • Node X: why" in the job
+    # state's Message) is what an operator needs when a node never got an execution.
+    reason = _one_line(str((finished.job.get("State") or {}).get("Message") or ""))
+    for outcome in missing:
+        if reason:
+            outcome.problem = f"{outcome.problem}; job {job_state(finished.job)}: {reason}"
+    result.outcomes += missing
     if not result.outcomes:
-        state = finished.job.get("State") or {}
-        problem = f"no execution; job {job_state(finished.job)}: {state.get('Message') or '-'}"
+        problem = f"no execution; job {job_state(finished.job)}: {reason or '-'}"
         result.outcomes.append(NodeOutcome("-", region, problem=problem))
+
+
+def _one_line(message: str) -> str:
+    return "; ".join(line.strip(" •") for line in message.splitlines() if line.strip(" •"))
 
 
 def _shown_name(node: Mapping[str, Any]) -> str:

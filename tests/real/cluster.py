@@ -33,6 +33,15 @@ START_TIMEOUT = 60.0
 
 T = TypeVar("T")
 
+# As the dev stack's nodes carry them (local_region.py): with AWS credentials in its environment
+# a v1.9.3 node offers the s3 input source and publisher (pkg/s3/client.go IsInstalled checks
+# HasValidCredentials). Dummy values: nothing here reaches S3.
+NODE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "test-access-key",
+    "AWS_SECRET_ACCESS_KEY": "test-secret-key",
+    "AWS_REGION": "us-east-1",
+}
+
 
 class ClusterError(RuntimeError):
     """The cluster did not come up; the message carries the nodes' log tails."""
@@ -72,6 +81,7 @@ class NodeProcess:
     config: dict[str, Any]
     workdir: Path
     labels: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -92,6 +102,7 @@ class NodeProcess:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.workdir),
             "BACALHAU_DIR": str(self.workdir / "repo"),
+            **self.env,
         }
         self.process = subprocess.Popen(
             [str(binary), "serve", "--config", str(self.config_path), "--name", self.name],
@@ -256,6 +267,7 @@ class Cluster:
             name=name,
             workdir=workdir,
             labels=labels,
+            env=NODE_AWS_ENV,
             config=nodeconfig.compute_config(
                 orchestrators=[self.nats_url],
                 token=self.token if token is None else token,
