@@ -9,8 +9,12 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import aws_policies
+from infra.ops.layout import RESULTS_PREFIX
 from infra.settings import ArchiveSettings
 from infra.settings_aws import ArchiveEncryption
+
+# How long query answers (infra.ops, published under RESULTS_PREFIX) stay in the bucket.
+QUERY_RESULTS_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,19 @@ class RegionArchive(pulumi.ComponentResource):
                     abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                         days_after_initiation=7
                     ),
-                )
+                ),
+                # Query answers (infra.ops) are read once, right after the job: keep a week.
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-query-results",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=RESULTS_PREFIX),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                        days=QUERY_RESULTS_DAYS
+                    ),
+                    noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                        noncurrent_days=1
+                    ),
+                ),
             ],
             opts=self._kept,
         )

@@ -77,8 +77,11 @@ def test_bucket_is_locked_down(prod_run: AwsRun, region: str) -> None:
 
 @pytest.mark.parametrize("region", REGIONS)
 def test_lifecycle_follows_archive_settings(prod_run: AwsRun, region: str) -> None:
-    (rule,) = prod_run.named(f"{region}-archive-lifecycle").inputs["rules"]
+    rule, results = prod_run.named(f"{region}-archive-lifecycle").inputs["rules"]
     assert rule["filter"]["prefix"] == "logs/"
+    # Query answers published by infra.ops sit beside the archive and expire after a week.
+    assert results["filter"]["prefix"] == "ops-results/"
+    assert results["expiration"]["days"] == 7
     assert [(t["days"], t["storageClass"]) for t in rule["transitions"]] == [
         (30, "STANDARD_IA"),
         (90, "GLACIER_IR"),
