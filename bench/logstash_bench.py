@@ -1,10 +1,12 @@
-"""Benchmark of the edge aggregation: events/s of the Ruby filter, and bytes sent to OpenSearch
-per hour against raw bytes at 1,000 events/s on one node. Run by hand:
+"""Benchmark of the Logstash Ruby filters: events/s of the edge aggregation (with a geoip
+stand-in) and of the event identity filter, under MRI or the JRuby the pinned Logstash bundles,
+and bytes sent to OpenSearch per hour against raw bytes at 1,000 events/s on one node. By hand:
 
-    .venv/bin/python bench/logstash_bench.py [--seconds 600] [--window 60]
+    .venv/bin/python bench/logstash_bench.py [--ruby jruby|mri] [--seconds 600] [--window 60]
 
 Logs come from `python -m agent generate` (backfill mode) at 1,000 events per second of log
-time; the Ruby side runs in bench/logstash_bench.rb.
+time; the Ruby side runs in bench/logstash_bench.rb. JRuby comes from tests/logstash/jruby.py
+(Maven Central, cached in .cache/jruby/).
 """
 
 from __future__ import annotations
@@ -21,6 +23,20 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RATE = 1000
+# The harness holds every event in memory before timing; the filters themselves need little.
+JRUBY_HEAP = "-Xmx5g"
+
+
+def ruby_command(engine: str) -> list[str]:
+    if engine == "mri":
+        return ["ruby"]
+    jar = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "logstash" / "jruby.py")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return ["java", JRUBY_HEAP, "-Djruby.compile.invokedynamic=true", "-jar", jar]
 
 
 def cpu_model() -> str:
@@ -35,6 +51,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=600, help="log time to generate")
     parser.add_argument("--window", type=int, default=60, help="AGGREGATE_DURATION")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--ruby", choices=["jruby", "mri"], default="jruby")
     args = parser.parse_args()
 
     data = BENCH_DIR / "data"
@@ -64,7 +81,12 @@ def main() -> None:
     )
     result = json.loads(
         subprocess.run(
-            ["ruby", str(BENCH_DIR / "logstash_bench.rb"), str(events), str(args.window)],
+            [
+                *ruby_command(args.ruby),
+                str(BENCH_DIR / "logstash_bench.rb"),
+                str(events),
+                str(args.window),
+            ],
             check=True,
             capture_output=True,
             text=True,

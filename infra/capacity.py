@@ -45,7 +45,7 @@ VISIBLE_MEMORY_FRACTION = 0.9
 # What Logstash needs beside its heap and direct-memory cap: metaspace (JRuby and plugins), the
 # JIT code cache (240 MiB reserved by default), thread stacks and GC structures. An allowance,
 # not a measurement; Logstash's docs list these as off-heap ("Setting the off-heap size",
-# docs/static/config-details.asciidoc at v8.9.0).
+# docs/static/config-details.asciidoc at v8.19.20).
 JVM_NATIVE_ALLOWANCE = 512 * MIB
 
 _MILLI_CPU = re.compile(r"[+-]?\d+m")

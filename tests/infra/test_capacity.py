@@ -175,7 +175,7 @@ def test_logstash_heap_leaves_room_for_off_heap_memory() -> None:
 def test_the_old_logstash_memory_is_refused() -> None:
     """Memory: 1GB is 10^9 bytes, a hard limit (HostConfig.Resources.Memory in
     pkg/executor/docker/executor.go), while Logstash's jvm.options defaults to a 1 GiB heap
-    (config/jvm.options at v8.9.0): the heap alone exceeds the limit."""
+    (config/jvm.options at v8.19.20): the heap alone exceeds the limit."""
     spec = job("logstash")
     task = spec["Tasks"][0]
     task["Resources"]["Memory"] = "1GB"

@@ -65,6 +65,38 @@ def test_queue_is_persisted_and_dead_letter_queue_on_under_the_host_mount() -> N
     assert settings["path.data"] == DATA_DIR
 
 
+def test_durability_comment_matches_the_checkpoint_settings() -> None:
+    """logstash.yml documents a crash window of queue.checkpoint.writes events at the default
+    (1024, "Controlling durability", docs/static/persistent-queues.asciidoc at v8.19.20); a
+    changed setting must change that text too."""
+    text = (LOGSTASH_DIR / "config" / "logstash.yml").read_text()
+    settings = settings_yml()
+    assert "queue.checkpoint.writes" not in settings
+    assert "queue.checkpoint.acks" not in settings
+    assert "(default 1024)" in text
+    assert "at least once" in text
+
+
+def test_ingest_stamps_every_parsed_line_before_the_fork_in_file_order(
+    plugins: dict[str, list[Plugin]],
+) -> None:
+    pipelines = {
+        p["pipeline.id"]: p
+        for p in yaml.safe_load((LOGSTASH_DIR / "config" / "pipelines.yml").read_text())
+    }
+    ingest = pipelines["bacalhau-ingest"]
+    assert (ingest["pipeline.workers"], ingest["pipeline.ordered"]) == (1, True)
+    identity = only(plugins["ingest"], "filter", "ruby")
+    assert identity.settings["path"] == "/usr/share/logstash/ruby/event_identity.rb"
+    assert squeezed(identity.conditions) == ['"_jsonparsefailure"notin[tags]']
+    assert (LOGSTASH_DIR / "ruby" / "event_identity.rb").is_file()
+    fork = only(plugins["ingest"], "output", "pipeline")
+    assert "[@metadata][archive_line]" in squeezed(fork.conditions)
+    rejected = [p for p in plugins["ingest"] if p.section == "output" and p.name == "file"]
+    assert len(rejected) == 2
+    assert all(p.settings["path"].startswith(DATA_DIR + "/rejected/") for p in rejected)
+
+
 def test_pipelines_yml_names_every_pipeline_file_and_one_metrics_worker() -> None:
     pipelines = yaml.safe_load((LOGSTASH_DIR / "config" / "pipelines.yml").read_text())
     configs = {p["pipeline.id"]: p for p in pipelines}
@@ -116,7 +148,7 @@ def test_archive_is_gzip_time_rotated_restored_in_the_hive_layout(
     assert s3["prefix"] == (
         "${S3_ARCHIVE_PREFIX:logs/}region=${REGION}/dt=%{+YYYY-MM-dd}/hour=%{+HH}/"
     )
-    assert s3["codec"] == {"line": {"format": "%{[event][original]}"}}
+    assert s3["codec"] == {"line": {"format": "%{[@metadata][archive_line]}"}}
     assert s3["endpoint"] == "${S3_ENDPOINT}"
     assert s3["additional_settings"] == {"force_path_style": True}
     assert s3["bucket"] == "${S3_BUCKET}"
@@ -181,16 +213,40 @@ def test_every_environment_variable_is_a_documented_one() -> None:
 def test_dockerfile_pins_the_base_and_copies_what_the_pipelines_name() -> None:
     dockerfile = (LOGSTASH_DIR / "Dockerfile").read_text()
     base = re.search(r"^FROM (\S+)$", dockerfile, re.MULTILINE)
-    assert base and base.group(1).startswith(
-        "opensearchproject/logstash-oss-with-opensearch-output-plugin:"
+    assert base and re.fullmatch(
+        r"docker\.elastic\.co/logstash/logstash-oss:\d+\.\d+\.\d+", base.group(1)
     )
-    assert not base.group(1).endswith((":latest", "-plugin"))
+    assert re.search(
+        r"logstash-plugin install --version \d+\.\d+\.\d+ logstash-output-opensearch", dockerfile
+    )
     for copied in (
         "/usr/share/logstash/pipeline/",
         "/usr/share/logstash/ruby/",
         "/usr/share/logstash/config/",
     ):
         assert copied in dockerfile
+
+
+def plugin_gems(plugins: dict[str, list[Plugin]]) -> set[str]:
+    """The gem of every plugin and codec the pipelines name (pipeline in/out are core)."""
+    gems = set()
+    for pipeline in plugins.values():
+        for plugin in pipeline:
+            if plugin.name != "pipeline":
+                gems.add(f"logstash-{plugin.section}-{plugin.name}")
+            codec = plugin.settings.get("codec")
+            if codec is not None:
+                name = codec if isinstance(codec, str) else next(iter(codec))
+                gems.add(f"logstash-codec-{name}")
+    return gems
+
+
+def test_the_image_build_fails_when_a_plugin_the_pipelines_name_is_missing(
+    plugins: dict[str, list[Plugin]],
+) -> None:
+    dockerfile = (LOGSTASH_DIR / "Dockerfile").read_text()
+    checked = set(re.findall(r"\blogstash-(?:input|output|filter|codec)-[a-z0-9_]+", dockerfile))
+    assert plugin_gems(plugins) <= checked, plugin_gems(plugins) - checked
 
 
 def test_index_template_maps_keywords_geo_point_and_window_dates() -> None:
@@ -239,7 +295,7 @@ def test_aws_iam_auth_signs_with_the_node_role_for_the_domains_region(
     (aws_iam,) = signed
     assert aws_iam.settings["auth_type"] == {
         "type": "aws_iam",
-        "region": "${OPENSEARCH_REGION}",
+        "region": "${OPENSEARCH_REGION:us-east-1}",
         "service_name": "es",
     }
     # Keys would be credential literals or env plumbing: the default chain (instance role) only.
@@ -268,3 +324,38 @@ def test_logstash_job_passes_the_auth_mode_and_region() -> None:
     env = job["Tasks"][0]["Env"]
     assert env["OPENSEARCH_AUTH"] == "{{.opensearch_auth}}"
     assert env["OPENSEARCH_REGION"] == "{{.opensearch_region}}"
+
+
+REQUIRED_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)\}")
+
+
+@pytest.mark.parametrize(
+    ("backend", "node_env", "opensearch_auth", "opensearch_region"),
+    [("docker", "local", "", ""), ("aws", "none", "aws_iam", "us-east-1")],
+)
+def test_every_variable_without_a_default_is_set_by_the_job_on_every_backend(
+    backend: str, node_env: str, opensearch_auth: str, opensearch_region: str
+) -> None:
+    """Logstash refuses to load a pipeline naming an undefined `${VAR}` without a default, in any
+    branch (logstash-core's environment substitution runs over every plugin setting). The stack
+    drops empty env values from jobs (Bacalhau v1.9.3 refuses them, pkg/models/env_var.go), so
+    on docker OPENSEARCH_AUTH and OPENSEARCH_REGION are absent: each such reference needs a
+    default."""
+    from infra.bacalhau.spec import without_empty_env_values, without_missing_env_references
+    from infra.bacalhau.templates import render_job_file, template_variables
+    from infra.components.local_region import NODE_ENV
+
+    path = Path(__file__).resolve().parents[2] / "jobs" / "logstash.yaml"
+    values = {name: f"sample-{name}" for name in template_variables(path)}
+    values |= {"opensearch_auth": opensearch_auth, "opensearch_region": opensearch_region}
+    available = NODE_ENV if node_env == "local" else frozenset()
+    job = without_empty_env_values(
+        without_missing_env_references(render_job_file(path, values), available)
+    )
+    defined = set(job["Tasks"][0]["Env"])
+    required = {
+        match.group(1)
+        for conf in sorted((LOGSTASH_DIR / "pipeline").glob("*.conf"))
+        for match in REQUIRED_REFERENCE.finditer(conf.read_text())
+    }
+    assert required - defined == set(), backend
