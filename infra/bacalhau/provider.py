@@ -83,29 +83,11 @@ from infra.bacalhau.spec import (
     same_spec,
     validate,
 )
+from infra.bacalhau.states import TERMINAL_JOB_STATES, execution_state, job_state
 from infra.bacalhau.trust import CaSource, ca_file, read_ca
 
 API_KEY_ENV = "BACALHAU_API_KEY"
 API_KEY_CONFIG = "orchestratorApiKey"
-# models.JobStateType names, indexed by the numbers the API spec lists. The orchestrator writes
-# names (JobStateType.MarshalText, pkg/models/job.go); accept both.
-_JOB_STATES = ("Undefined", "Pending", "Queued", "Running", "Completed", "Failed", "Stopped")
-_TERMINAL_STATES = frozenset({"Completed", "Failed", "Stopped"})
-# models.ExecutionStateType (pkg/models/execution.go) has no MarshalText: the API writes numbers.
-_EXECUTION_STATES = (
-    "Undefined",
-    "New",
-    "AskForBid",
-    "AskForBidAccepted",
-    "AskForBidRejected",
-    "BidAccepted",
-    "Running",
-    "Publishing",
-    "BidRejected",
-    "Completed",
-    "Failed",
-    "Cancelled",
-)
 # Execution states of a version that is where it should be: the node has it and has not failed.
 # "New" counts only once the orchestrator wants it running (no bid round: daemon jobs).
 _EXECUTION_PLACED = frozenset(
@@ -253,7 +235,7 @@ class BacalhauJobProvider(ResourceProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         client = self._client(integral_floats_to_ints(props))
         live = client.get_job(id_)
-        if live is None or _state_name(live) in _TERMINAL_STATES:
+        if live is None or _state_name(live) in TERMINAL_JOB_STATES:
             return
         client.stop_job(id_, reason="deleted by Pulumi")
 
@@ -335,7 +317,7 @@ def rollout_progress(
     if job.get("Version") != version:
         other = job.get("Version")
         return RolloutProgress(False, f"the job was updated to version {other} meanwhile", "")
-    if state in _TERMINAL_STATES:
+    if state in TERMINAL_JOB_STATES:
         message = (job.get("State") or {}).get("Message") or "no message"
         return RolloutProgress(False, f"the job is {state}: {message}", "")
     states = [(execution, _execution_state(execution)) for execution in executions]
@@ -484,11 +466,11 @@ def _describe(job: Mapping[str, Any], version: Any) -> str:
 
 
 def _state_name(live: Mapping[str, Any]) -> str:
-    return _enum_name((live.get("State") or {}).get("StateType"), _JOB_STATES)
+    return job_state(live)
 
 
 def _execution_state(execution: Mapping[str, Any]) -> str:
-    return _enum_name((execution.get("ComputeState") or {}).get("StateType"), _EXECUTION_STATES)
+    return execution_state(execution)
 
 
 def _execution_message(execution: Mapping[str, Any], state: str) -> str:
@@ -497,12 +479,6 @@ def _execution_message(execution: Mapping[str, Any], state: str) -> str:
     compute = (execution.get("ComputeState") or {}).get("Message")
     run = (execution.get("RunOutput") or {}).get("ErrorMsg")
     return f"{state}: {compute or run or 'no message'}"
-
-
-def _enum_name(value: Any, names: tuple[str, ...]) -> str:
-    if isinstance(value, int) and 0 <= value < len(names):
-        return names[value]
-    return str(value) if value is not None else "Undefined"
 
 
 def _rollout_problems(news: Mapping[str, Any]) -> list[CheckFailure]:

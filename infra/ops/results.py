@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra.bacalhau.states import execution_state
 from infra.ops.merge import PartialAnswer, parse_answer
 from infra.ops.render import Kind
-from infra.ops.states import execution_state
 
 # Reads one file (``stdout``, ``stderr``) of an execution's published result; None when the
 # result was not published to S3.

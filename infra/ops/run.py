@@ -14,6 +14,7 @@ from typing import Any
 
 from infra.bacalhau.client import BacalhauAPIError, BacalhauClient, OrchestratorUnreachable
 from infra.bacalhau.spec import JobSpec
+from infra.bacalhau.states import execution_state, job_state
 from infra.ops import status
 from infra.ops.progress import Progress
 from infra.ops.render import Kind
@@ -26,7 +27,6 @@ from infra.ops.results import (
     progress_counts,
 )
 from infra.ops.scope import HOST_LABEL
-from infra.ops.states import execution_state, job_state
 from infra.ops.wait import JobTimeout, JobVanished, Polling, wait_for_job
 
 # Nodes (name shown -> why it may not have run) that should answer for a region, from the

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from infra.bacalhau.client import BacalhauClient
+from infra.bacalhau.states import job_state
 from infra.ops.scope import HOST_LABEL, REGION_LABEL
-from infra.ops.states import job_state
 
 NODE_COLUMNS = ["region", "node", "connection", "membership", "version"]
 JOB_COLUMNS = ["region", "kind", "job_id", "name", "version", "state"]

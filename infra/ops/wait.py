@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.bacalhau.client import BacalhauClient
-from infra.ops.states import TERMINAL_JOB_STATES, job_state
+from infra.bacalhau.states import TERMINAL_JOB_STATES, job_state
 
 # Called after every poll with the job's state, its executions and the seconds waited so far.
 PollReport = Callable[[str, list[dict[str, Any]], float], None]

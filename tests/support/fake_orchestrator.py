@@ -58,27 +58,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from infra.bacalhau.states import EXECUTION_STATES
 from tests.support.swagger import SwaggerSpec
 
 ORCHESTRATOR_NODE_ID = "n-orchestrator-0"
 _TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 _TERMINAL_EXECUTION = frozenset(
     {"Completed", "Failed", "Cancelled", "BidRejected", "AskForBidRejected"}
-)
-# models.ExecutionStateType and ExecutionDesiredStateType, in enum order (pkg/models/execution.go).
-EXECUTION_STATES = (
-    "Undefined",
-    "New",
-    "AskForBid",
-    "AskForBidAccepted",
-    "AskForBidRejected",
-    "BidAccepted",
-    "Running",
-    "Publishing",
-    "BidRejected",
-    "Completed",
-    "Failed",
-    "Cancelled",
 )
 _DESIRED_RUNNING, _DESIRED_STOPPED = 1, 2
 # Job fields BoltJobStore.updateJob copies onto the stored job.

@@ -1,4 +1,6 @@
-"""Job and execution states as the v1.9 API spells them (names, or the enum's numbers)."""
+"""Job and execution states as the v1.9.3 API spells them: job states as names
+(JobStateType.MarshalText, pkg/models/job.go), execution states as the enum's numbers
+(ExecutionStateType has no MarshalText, pkg/models/execution.go). Both are read either way."""
 
 from __future__ import annotations
 
@@ -6,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 # models.JobStateType and models.ExecutionStateType in the v1.9.3 API spec, in enum order.
-_JOB_STATES = ("Undefined", "Pending", "Queued", "Running", "Completed", "Failed", "Stopped")
-_EXECUTION_STATES = (
+JOB_STATES = ("Undefined", "Pending", "Queued", "Running", "Completed", "Failed", "Stopped")
+EXECUTION_STATES = (
     "Undefined",
     "New",
     "AskForBid",
@@ -26,11 +28,11 @@ TERMINAL_EXECUTION_STATES = frozenset({"Completed", "Failed", "Cancelled", "BidR
 
 
 def job_state(job: Mapping[str, Any]) -> str:
-    return _name(job.get("State"), _JOB_STATES)
+    return _name(job.get("State"), JOB_STATES)
 
 
 def execution_state(execution: Mapping[str, Any]) -> str:
-    return _name(execution.get("ComputeState"), _EXECUTION_STATES)
+    return _name(execution.get("ComputeState"), EXECUTION_STATES)
 
 
 def _name(state: Any, names: tuple[str, ...]) -> str:
