@@ -13,7 +13,8 @@ import pyarrow as pa
 
 COMPACTED_NAME = "compacted.parquet"
 RAW_SUFFIX = ".gz"
-# Parquet key-value metadata: the raw basenames the file was built from (the contract) ...
+# Parquet key-value metadata: the raw objects the file was built from, name -> ETag (files
+# written before ETags were tracked hold a list of names) ...
 SOURCES_KEY = "bacalhau_logs.sources"
 # ... and the ones the compactor read but could not decode: not in the file, so readers
 # still read (and report) them, but remembered so an unchanged hour is not rebuilt.
@@ -32,6 +33,8 @@ EVENT_COLUMNS = (
     ("http_user_agent", pa.string()),
 )
 EVENT_SCHEMA = pa.schema(EVENT_COLUMNS)
+# compacted.parquet: the event and its identity (null for lines archived before identities).
+COMPACTED_SCHEMA = pa.schema([*EVENT_COLUMNS, ("event_id", pa.string())])
 
 
 @dataclass(frozen=True, order=True)
@@ -94,20 +97,41 @@ def parse_hour_key(key: str, root: str) -> tuple[Hour, str] | None:
     return Hour(values["region"], span[0]), name
 
 
-def encode_metadata(sources: Iterable[str], rejected: Mapping[str, str]) -> dict[bytes, bytes]:
+def encode_metadata(sources: Mapping[str, str], rejected: Mapping[str, str]) -> dict[str, str]:
     """Parquet key-value metadata recording what a compacted file was built from."""
     return {
-        SOURCES_KEY.encode(): json.dumps(sorted(sources)).encode(),
-        REJECTED_KEY.encode(): json.dumps(dict(sorted(rejected.items()))).encode(),
+        SOURCES_KEY: json.dumps(dict(sorted(sources.items()))),
+        REJECTED_KEY: json.dumps(dict(sorted(rejected.items()))),
     }
 
 
-def decode_sources(metadata: Mapping[bytes, bytes] | None) -> list[str]:
-    """The `bacalhau_logs.sources` list from Parquet metadata (empty if absent)."""
-    raw = (metadata or {}).get(SOURCES_KEY.encode())
+def _decode_names(metadata: Mapping[bytes, bytes] | None, key: str) -> dict[str, str | None]:
+    raw = (metadata or {}).get(key.encode())
     if raw is None:
-        return []
-    sources = json.loads(raw)
-    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
-        raise ValueError(f"{SOURCES_KEY} is not a list of names")
-    return sources
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ValueError(f"{key} is not JSON") from None
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return dict.fromkeys(value)  # written before ETags were recorded
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return dict(value)
+    raise ValueError(f"{key} is neither a list of names nor an object of name -> ETag")
+
+
+def decode_source_etags(metadata: Mapping[bytes, bytes] | None) -> dict[str, str | None]:
+    """`bacalhau_logs.sources` as name -> ETag (None when only the name was recorded)."""
+    return _decode_names(metadata, SOURCES_KEY)
+
+
+def decode_rejected(metadata: Mapping[bytes, bytes] | None) -> dict[str, str]:
+    """`bacalhau_logs.rejected` as name -> ETag."""
+    return {k: v for k, v in _decode_names(metadata, REJECTED_KEY).items() if v is not None}
+
+
+def decode_sources(metadata: Mapping[bytes, bytes] | None) -> list[str]:
+    """The names in `bacalhau_logs.sources` (empty if absent); ValueError if malformed."""
+    return sorted(decode_source_etags(metadata))

@@ -1,6 +1,10 @@
 """Command line: `python -m agent generate|query|compact` (flags in docs/contracts.md).
 
 Input is validated here, at the boundary; the subcommand modules take typed values.
+
+Exit codes: 0 ok; 1 the work failed (bad SQL, a --timeout/--memory-limit/--max-rows bound,
+input that cannot be read, an S3 error), with one `<command>: error: ...` line on stderr;
+2 usage (a bad flag value, --logs not a folder, --output into a missing folder).
 """
 
 from __future__ import annotations
@@ -48,6 +52,30 @@ def _seconds(text: str) -> float:
     return parse_duration(text).total_seconds()
 
 
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = parse_duration(text).total_seconds()
+    # `nan` compares false with everything: it would never time out.
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _bytes(text: str) -> int:
+    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
+             "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}  # fmt: skip
+    number = text.strip().lower().rstrip("bikmg")
+    unit = text.strip().lower()[len(number) :]
+    if unit not in units or not number.replace(".", "", 1).isdigit():
+        raise ValueError(f"not a size: {text!r} (expected e.g. 512MiB, 2GB)")
+    value = int(float(number) * units[unit])
+    if value < 64 << 20:
+        raise ValueError(f"must be at least 64MiB, got {text!r}")
+    return value
+
+
 def _add_generate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("generate", help="synthetic access logs (NDJSON)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -68,6 +96,13 @@ def _add_generate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     parser.set_defaults(handler=_generate, subparser=parser)
 
 
+def _check_output(parser: argparse.ArgumentParser, output: Path, live: bool) -> None:
+    if output.is_dir():
+        parser.error(f"--output {output}: is a directory, not a file")
+    if not live and not output.parent.is_dir():
+        parser.error(f"--output {output}: folder {output.parent} does not exist")
+
+
 def _generate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     backfill = [args.count, args.start, args.end]
     if args.rate is not None:
@@ -75,6 +110,7 @@ def _generate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             parser.error("--rate (live) cannot be combined with --count/--start/--end")
         if args.output is None:
             parser.error("live mode (--rate) needs --output: it rotates a file")
+        _check_output(parser, args.output, live=True)
         from agent.live import run_live
         from agent.signals import install_stop_handlers
 
@@ -92,13 +128,19 @@ def _generate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.output is None:
         write_lines(lines, sys.stdout.write)
         sys.stdout.flush()
-    else:
+        return 0
+    _check_output(parser, args.output, live=False)
+    try:
         with args.output.open("w", encoding="utf-8") as sink:
             write_lines(lines, sink.write)
+    except OSError as error:
+        sys.stderr.write(f"generate: error: {args.output}: {error.strerror or error}\n")
+        return 1
     return 0
 
 
 def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from agent.discover import Layout
     from agent.named import Named
     from agent.output import Format
 
@@ -109,6 +151,13 @@ def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--named", choices=[n.value for n in Named], help="a built-in query")
     what.add_argument("--sql", help="a SELECT against the read-only `logs` view")
+    parser.add_argument(
+        "--layout",
+        choices=[layout.value for layout in Layout],
+        default=Layout.AUTO.value,
+        help="node (a log folder, read flat), archive (region=/dt=/hour= folders, or a bucket "
+        "copy holding them) or auto: decided from the folder (default)",
+    )
     parser.add_argument("--since", type=_argtype(parse_instant), help="ISO time or 15m/1h/2d ago")
     parser.add_argument("--until", type=_argtype(parse_instant), help="ISO time or 15m/1h/2d ago")
     parser.add_argument("--format", choices=[f.value for f in Format], default=Format.TABLE.value)
@@ -121,14 +170,35 @@ def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--limit", type=_argtype(_positive_int), default=10, help="rows in top-N queries"
     )
+    parser.add_argument(
+        "--timeout",
+        type=_argtype(_timeout),
+        default=600.0,
+        help="stop a query running longer than this, in seconds or 15m (default 600)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        type=_argtype(_bytes),
+        help="memory for the query's DuckDB, e.g. 512MiB (default: half the container's "
+        "memory limit, or 1GiB without one)",
+    )
+    parser.add_argument(
+        "--max-rows",
+        type=_argtype(_positive_int),
+        default=100_000,
+        help="refuse results with more rows than this (default 100000)",
+    )
+    # infra.ops merges these documents across nodes (agent/partial.py).
+    parser.add_argument("--partial", action="store_true", help="JSON partial aggregates")
     parser.set_defaults(handler=_query, subparser=parser)
 
 
 def _query(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from agent.discover import Window
+    from agent.budget import default_budget
+    from agent.discover import Layout, Window
     from agent.named import NAMED_SQL, Named, named_parameters
     from agent.output import Format, write_rows
-    from agent.query import QueryError, run_query
+    from agent.query import Limits, QueryError, run_query
 
     if not args.logs.is_dir():
         parser.error(f"--logs {args.logs}: not a directory")
@@ -139,8 +209,20 @@ def _query(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parameters = named_parameters(sql, args.limit, args.threshold)
     else:
         sql, parameters = args.sql, {}
+    budget = default_budget(args.memory_limit)
+    limits = Limits(args.timeout, budget.memory_bytes, budget.threads, args.max_rows)
+    window = Window(args.since, args.until)
+    if args.partial:  # infra.ops merges these documents across nodes (agent/partial.py)
+        from agent.partial import named_plan, sql_plan, write_partial
+
+        named = Named(args.named) if args.named is not None else None
+        plan = named_plan(named, args.limit, args.threshold) if named else sql_plan(args.sql)
+        extra = (limits, Layout(args.layout))
+        return write_partial(args.logs, plan, window, sys.stdout, sys.stderr, *extra)
     try:
-        result = run_query(args.logs, sql, parameters, Window(args.since, args.until), sys.stderr)
+        result = run_query(
+            args.logs, sql, parameters, window, sys.stderr, limits, Layout(args.layout)
+        )
     except QueryError as error:
         sys.stderr.write(f"query: error: {error}\n")
         return 1
@@ -167,6 +249,12 @@ def _add_compact(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=600.0,
         help="wait this long after an hour ends before compacting it (default 10m)",
     )
+    parser.add_argument(
+        "--memory-limit",
+        type=_argtype(_bytes),
+        help="memory for DuckDB, e.g. 256MiB (default: half the container's memory limit, "
+        "or 1GiB without one)",
+    )
     parser.set_defaults(handler=_compact, subparser=parser)
 
 
@@ -175,13 +263,19 @@ def _compact(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from agent.budget import Budget, default_budget
     from agent.compact import Compactor
     from agent.s3 import describe_failure, make_client
     from agent.signals import install_stop_handlers
 
     prefix = args.prefix if args.prefix.endswith("/") or not args.prefix else args.prefix + "/"
     client = make_client(args.endpoint_url, args.region_name)
-    compactor = Compactor(client, args.bucket, prefix, timedelta(seconds=args.grace))
+    # DuckDB only streams here: a quarter of the budget, the rest is Python's and Arrow's.
+    budget = default_budget(args.memory_limit)
+    reader_budget = Budget(max(budget.memory_bytes // 4, 256 << 20), budget.threads)
+    compactor = Compactor(
+        client, args.bucket, prefix, timedelta(seconds=args.grace), budget=reader_budget
+    )
     stop = threading.Event()
     install_stop_handlers(stop)
     while True:

@@ -1,22 +1,50 @@
 """Choose the files a query reads under `--logs`, pruning by the time window.
 
-Two layouts: a node's log folder (`application.log`, `.1`, `.2.gz`, ...) and an archive root
-in the hive layout (`region=/dt=/hour=` directories). Files and partitions outside the
-window are never opened.
+Two layouts: a node's log folder (`application.log`, `.1`, `.2.gz`, ... read flat) and an
+archive in the hive layout (`region=/dt=/hour=` folders, also under a copy of a bucket that
+holds `logs/`). The layout is what the user asked for (`--layout`) or what the folder holds;
+files the chosen layout does not read are reported, never dropped silently.
+
+A node folder is opened as a snapshot: every file is opened first, then the names are checked
+to still point at the opened files (retrying if rotation renamed one meanwhile), and DuckDB
+reads the open descriptors. Rotation compresses `X.1` into `X.2.gz` and removes `X.1` just
+after; a gzip file with the same modification time as a plain file and that file's size is
+that file's compressed copy (agent/rotation.py gives it that mtime on purpose) and is skipped,
+so no line is read twice.
 """
 
+import errno
 import gzip
 import json
 import os
+import resource
+import stat
+import struct
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-
-import pyarrow.parquet as pq
 
 from agent.archive import COMPACTED_NAME, RAW_SUFFIX, decode_sources, partition_values
 from agent.archive import partition_span as span_of
+from agent.events import EVENT_ID
 from agent.times import EVENT_TIME_FORMAT
+
+PARTITION_KEYS = ("region", "dt", "hour")
+_SNAPSHOT_ATTEMPTS = 5
+
+
+class Layout(StrEnum):
+    """How to read `--logs`."""
+
+    AUTO = "auto"
+    NODE = "node"
+    ARCHIVE = "archive"
+
+
+class InputError(Exception):
+    """Input that cannot be read at all (unreadable, a symlink loop): one line to report."""
 
 
 @dataclass(frozen=True)
@@ -33,73 +61,250 @@ class Window:
         )
 
 
+@dataclass(frozen=True)
+class NodeFile:
+    """A file of a node folder, held open (`fd`) so rotation cannot swap it underneath."""
+
+    path: Path
+    fd: int
+    gzip: bool
+
+    @property
+    def sql_path(self) -> str:
+        return f"/proc/self/fd/{self.fd}"
+
+
+@dataclass(frozen=True)
+class Compacted:
+    """An hour's compacted.parquet, as its footer describes it."""
+
+    path: Path
+    sources: frozenset[str]
+    has_event_id: bool
+    rows: int
+
+
+@dataclass
+class ArchiveHour:
+    """One hour partition: its compacted file (if readable) and the raw objects it lacks."""
+
+    directory: Path
+    raw: list[Path] = field(default_factory=list)
+    compacted: Compacted | None = None
+
+
 @dataclass
 class Selection:
-    """The files to read, by format, and whether the same event may appear twice."""
+    """What a query reads, what it pruned and what it noticed on the way."""
 
-    plain: list[Path] = field(default_factory=list)
-    gzipped: list[Path] = field(default_factory=list)
-    parquet: list[Path] = field(default_factory=list)
+    layout: Layout
+    node_files: list[NodeFile] = field(default_factory=list)
+    hours: list[ArchiveHour] = field(default_factory=list)
     pruned: int = 0
-    archive: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def file_count(self) -> int:
+        return len(self.node_files) + sum(
+            len(h.raw) + (h.compacted is not None) for h in self.hours
+        )
+
+    def close(self) -> None:
+        for item in self.node_files:
+            with suppress(OSError):
+                os.close(item.fd)
+        self.node_files.clear()
 
 
-def is_archive(root: Path) -> bool:
-    """An archive root, or a partition inside one, has `key=value` directories."""
-    if "=" in root.name:
-        return True
-    return any(entry.is_dir() and "=" in entry.name for entry in os.scandir(root))
+def is_partition(name: str) -> bool:
+    """`region=`, `dt=` or `hour=` with a value: a folder of the archive layout."""
+    key, sep, value = name.partition("=")
+    return bool(sep and value) and key in PARTITION_KEYS
 
 
-def select_files(root: Path, window: Window) -> Selection:
-    """The files under `root` that may hold events in `window`."""
-    if is_archive(root):
-        selection = Selection(archive=True)
-        _walk_archive(root, partition_values(root.parts), window, selection)
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as scan:
+            return sorted(scan, key=lambda e: e.name)
+    except OSError as error:
+        raise InputError(f"{directory}: cannot list: {error.strerror or error}") from None
+
+
+def _reason(error: OSError) -> str:
+    return "symlink loop" if error.errno == errno.ELOOP else error.strerror or str(error)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError as error:
+        raise InputError(f"{entry.path}: {_reason(error)}") from None
+
+
+def detect_layout(root: Path) -> Layout:
+    """ARCHIVE for a partition folder, an archive root or a bucket copy; else NODE.
+
+    Raises InputError when `root` holds both log files and archive partitions.
+    """
+    if is_partition(root.name):
+        return Layout.ARCHIVE
+    entries = [e for e in _entries(root) if not e.name.startswith(".")]
+    folders = [e for e in entries if _is_dir(e)]
+    files = [e for e in entries if e not in folders]
+    if any(is_partition(f.name) for f in folders):
+        if files:
+            names = ", ".join(f.name for f in files[:3])
+            raise InputError(
+                f"{root} holds both log files ({names}) and archive partitions; "
+                "pass --layout node or --layout archive"
+            )
+        return Layout.ARCHIVE
+    if not files:
+        # A copy of a bucket: the archive prefix (`logs/`) holds the partitions.
+        for folder in folders:
+            if any(is_partition(e.name) and _is_dir(e) for e in _entries(Path(folder.path))):
+                return Layout.ARCHIVE
+    return Layout.NODE
+
+
+def select_files(root: Path, window: Window, layout: Layout = Layout.AUTO) -> Selection:
+    """The files under `root` that may hold events in `window` (node files are opened)."""
+    if layout is Layout.AUTO:
+        layout = detect_layout(root)
+    selection = Selection(layout)
+    if layout is Layout.ARCHIVE:
+        values = partition_values(root.resolve().parts)
+        _walk_archive(root, values, window, selection, set())
     else:
-        selection = Selection()
-        _select_node_folder(root, window, selection)
-    for paths in (selection.plain, selection.gzipped, selection.parquet):
-        paths.sort()
+        _snapshot_node_folder(root, window, selection)
+    if not selection.file_count and not selection.pruned:
+        selection.notes.append(
+            f"no log files under {root} (a node folder holds application.log*; an archive "
+            "holds region=/dt=/hour= folders)"
+        )
     return selection
 
 
-def _select_node_folder(root: Path, window: Window, selection: Selection) -> None:
-    for entry in os.scandir(root):
-        # Dotfiles are skipped: rotation compresses into a hidden temporary file.
-        if entry.name.startswith(".") or not entry.is_file():
+def _raise_open_file_limit(wanted: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if wanted + 64 > soft and soft != hard:
+        target = hard if hard == resource.RLIM_INFINITY else min(hard, wanted + 256)
+        with suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def _open_all(root: Path, selection: Selection) -> dict[str, int] | None:
+    """Open every file of `root`; None if a name changed its file meanwhile."""
+    entries = [e for e in _entries(root) if not e.name.startswith(".")]
+    _raise_open_file_limit(len(entries))
+    opened: dict[str, int] = {}
+    skipped: list[str] = []
+    try:
+        for entry in entries:
+            try:
+                fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                if os.path.islink(entry.path):
+                    raise InputError(f"{entry.path}: broken symlink") from None
+                return None  # renamed or removed since the listing
+            except OSError as error:
+                raise InputError(f"{entry.path}: cannot open: {_reason(error)}") from None
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                os.close(fd)
+                skipped.append(entry.name)
+            elif not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                selection.notes.append(f"skipped {entry.path}: not a regular file")
+            else:
+                opened[entry.name] = fd
+        for name, fd in opened.items():
+            now, held = os.stat(root / name), os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+                return None
+    except BaseException:
+        for fd in opened.values():
+            os.close(fd)
+        raise
+    if skipped:
+        selection.notes.append(
+            f"skipped {len(skipped)} subfolder(s) of {root} ({', '.join(skipped[:5])}): a "
+            "node folder is read flat; use --layout archive for an archive"
+        )
+    return opened
+
+
+def _snapshot_node_folder(root: Path, window: Window, selection: Selection) -> None:
+    for _ in range(_SNAPSHOT_ATTEMPTS):
+        notes = len(selection.notes)
+        opened = _open_all(root, selection)
+        if opened is not None:
+            break
+        del selection.notes[notes:]
+    else:
+        raise InputError(f"{root}: files kept being renamed while being opened; try again")
+    twins = _compressed_twins(opened)
+    for name, fd in opened.items():
+        path = root / name
+        if name in twins:
+            selection.notes.append(
+                f"skipped {path}: a compressed copy of {twins[name]} (rotation in progress)"
+            )
+            os.close(fd)
             continue
-        path = Path(entry.path)
-        if _node_file_outside(path, entry.stat().st_mtime, window):
+        node_file = NodeFile(path, fd, name.endswith(RAW_SUFFIX))
+        if _node_file_outside(node_file, window):
             selection.pruned += 1
-        elif entry.name.endswith(RAW_SUFFIX):
-            selection.gzipped.append(path)
+            os.close(fd)
         else:
-            selection.plain.append(path)
+            selection.node_files.append(node_file)
 
 
-def _node_file_outside(path: Path, mtime: float, window: Window) -> bool:
+def gzip_size(fd: int) -> int | None:
+    """The uncompressed size (mod 2**32) a gzip file records in its last 4 bytes."""
+    size = os.fstat(fd).st_size
+    if size < 18:
+        return None
+    return int(struct.unpack("<I", os.pread(fd, 4, size - 4))[0])
+
+
+def _compressed_twins(opened: dict[str, int]) -> dict[str, str]:
+    """gzip name -> plain name, for gzip files that are a plain file's compressed copy."""
+    plain = {}
+    for name, fd in opened.items():
+        if not name.endswith(RAW_SUFFIX):
+            held = os.fstat(fd)
+            plain[held.st_mtime_ns] = (name, held.st_size)
+    twins = {}
+    for name, fd in opened.items():
+        if name.endswith(RAW_SUFFIX) and os.fstat(fd).st_mtime_ns in plain:
+            twin, size = plain[os.fstat(fd).st_mtime_ns]
+            if gzip_size(fd) == size % (1 << 32):
+                twins[name] = twin
+    return twins
+
+
+def _node_file_outside(node_file: NodeFile, window: Window) -> bool:
     """Whether a node log file certainly holds no event in `window`.
 
     Lines are appended in time order and rotation keeps a file's mtime, so every event in a
     file is no later than its mtime and no earlier than its first line.
     """
     if window.since is not None:
-        last_write = datetime.fromtimestamp(mtime, UTC).replace(tzinfo=None)
-        if last_write < window.since:
+        mtime = os.fstat(node_file.fd).st_mtime
+        if datetime.fromtimestamp(mtime, UTC).replace(tzinfo=None) < window.since:
             return True
     if window.until is not None:
-        first = first_event_time(path)
+        first = first_event_time(node_file)
         if first is not None and first >= window.until:
             return True
     return False
 
 
-def first_event_time(path: Path) -> datetime | None:
+def first_event_time(node_file: NodeFile) -> datetime | None:
     """The time of the file's first event, or None if it cannot be read cheaply."""
-    opener = gzip.open if path.name.endswith(RAW_SUFFIX) else open
     try:
-        with opener(path, "rb") as source:
+        with open(os.dup(node_file.fd), "rb") as raw:
+            source = gzip.GzipFile(fileobj=raw) if node_file.gzip else raw
             first = source.readline(64 * 1024)
         return datetime.strptime(json.loads(first)["time_local"], EVENT_TIME_FORMAT)
     except (OSError, EOFError, ValueError, KeyError, TypeError):
@@ -107,15 +312,31 @@ def first_event_time(path: Path) -> datetime | None:
 
 
 def _walk_archive(
-    directory: Path, inherited: dict[str, str], window: Window, selection: Selection
+    directory: Path,
+    inherited: dict[str, str],
+    window: Window,
+    selection: Selection,
+    visited: set[tuple[int, int]],
 ) -> None:
-    entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    files = [e for e in entries if e.is_file() and not e.name.startswith(".")]
+    try:
+        identity = os.stat(directory)
+    except OSError as error:
+        raise InputError(f"{directory}: {_reason(error)}") from None
+    if (identity.st_dev, identity.st_ino) in visited:
+        raise InputError(f"{directory}: symlink loop (this folder is already being read)")
+    visited.add((identity.st_dev, identity.st_ino))
+    entries = [e for e in _entries(directory) if not e.name.startswith(".")]
+    folders = [e for e in entries if _is_dir(e)]
+    files = [e for e in entries if e not in folders]
     if files:
-        _select_partition_files(directory, files, selection)
-    for entry in entries:
-        if not entry.is_dir() or entry.name.startswith("."):
-            continue
+        if "hour" in inherited and "dt" in inherited:
+            _select_hour(directory, [e.name for e in files], selection)
+        else:
+            names = ", ".join(e.name for e in files[:3])
+            selection.notes.append(
+                f"ignored {len(files)} file(s) in {directory} ({names}): outside an hour partition"
+            )
+    for entry in folders:
         values = {**inherited, **partition_values([entry.name])}
         try:
             span = span_of(values)
@@ -124,19 +345,42 @@ def _walk_archive(
         if span is not None and not window.overlaps(*span):
             selection.pruned += 1
             continue
-        _walk_archive(Path(entry.path), values, window, selection)
+        _walk_archive(Path(entry.path), values, window, selection, visited)
 
 
-def _select_partition_files(
-    directory: Path, files: list[os.DirEntry[str]], selection: Selection
-) -> None:
+def read_compacted(path: Path) -> Compacted:
+    """A compacted file's footer; raises ValueError if it is not a readable compacted file."""
+    import pyarrow.parquet as pq  # only archives have compacted files
+
+    try:
+        metadata = pq.read_metadata(path)
+        sources = frozenset(decode_sources(metadata.metadata))
+    except (OSError, ValueError, TypeError) as error:
+        # pyarrow raises ArrowInvalid (a ValueError) for a file that is not Parquet.
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(message) from None
+    has_id = EVENT_ID in metadata.schema.names
+    return Compacted(path, sources, has_id, metadata.num_rows)
+
+
+def _select_hour(directory: Path, names: list[str], selection: Selection) -> None:
     """An hour uses compacted.parquet plus every raw object it was not built from."""
-    names = {e.name for e in files}
-    covered: set[str] = set()
+    hour = ArchiveHour(directory)
     if COMPACTED_NAME in names:
-        compacted = directory / COMPACTED_NAME
-        covered = set(decode_sources(pq.read_metadata(compacted).metadata))
-        selection.parquet.append(compacted)
-    selection.gzipped.extend(
-        directory / name for name in names if name.endswith(RAW_SUFFIX) and name not in covered
-    )
+        try:
+            hour.compacted = read_compacted(directory / COMPACTED_NAME)
+        except ValueError as error:
+            selection.notes.append(
+                f"{directory / COMPACTED_NAME}: unreadable ({error}); reading this hour's raw "
+                "objects instead"
+            )
+    covered = hour.compacted.sources if hour.compacted else frozenset()
+    others = [n for n in names if n != COMPACTED_NAME and not n.endswith(RAW_SUFFIX)]
+    if others:
+        selection.notes.append(
+            f"ignored {len(others)} file(s) in {directory} ({', '.join(others[:3])}): "
+            "neither raw .gz nor compacted.parquet"
+        )
+    hour.raw = [directory / n for n in names if n.endswith(RAW_SUFFIX) and n not in covered]
+    if hour.raw or hour.compacted:
+        selection.hours.append(hour)

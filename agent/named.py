@@ -1,6 +1,23 @@
-"""Built-in queries for `query --named`, each against the `logs` view."""
+"""Built-in queries for `query --named`, each against the `logs` view, with their merge rules.
 
+Each query is written once as its grouped SELECT (the *partial* query a node runs when its rows
+are merged with other nodes') plus a merge rule: how groups combine (sums, minima, maxima), then
+the HAVING bound, ORDER BY and LIMIT applied to the combined groups. A node's own answer is the
+same rule applied to its rows alone, so `NAMED_SQL` is generated from the same definition and
+cannot drift from what `infra.ops` computes across nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+DEFAULT_LIMIT = 10
+DEFAULT_THRESHOLD = 1000
+# The document `query --partial` prints (agent/partial.py) and `infra.ops` reads.
+PARTIAL_FORMAT = "bacalhau-logs.partial/1"
 
 
 class Named(StrEnum):
@@ -17,58 +34,203 @@ class Named(StrEnum):
     TOP_USER_AGENTS = "top-user-agents"
 
 
-def _top_ips_with(status: int) -> str:
-    return (
-        f"SELECT remote_addr, count(*) AS requests FROM logs WHERE status = {status} "
-        "GROUP BY remote_addr ORDER BY requests DESC, remote_addr LIMIT $limit"
+class Combine(StrEnum):
+    """How one column of partial rows combines across nodes; each is exact for its SQL twin
+    (count and integer sum add up, min and max of minima and maxima)."""
+
+    SUM = "sum"
+    MIN = "min"
+    MAX = "max"
+
+
+@dataclass(frozen=True)
+class OrderTerm:
+    column: int
+    descending: bool = False
+    # DuckDB's default is NULLS LAST in both directions (`default_null_order`).
+    nulls_first: bool = False
+
+
+@dataclass(frozen=True)
+class MergeRule:
+    """Columns by position: ``keys`` identify a group, ``values`` combine; then rows whose
+    ``above`` columns are not greater than their bound are dropped, the rest are sorted by
+    ``order`` and cut to ``offset``/``limit``."""
+
+    keys: tuple[int, ...]
+    values: tuple[tuple[int, Combine], ...]
+    above: tuple[tuple[int, int], ...] = ()
+    order: tuple[OrderTerm, ...] = ()
+    limit: int | None = None
+    offset: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "keys": list(self.keys),
+            "values": [[column, combine.value] for column, combine in self.values],
+            "above": [list(pair) for pair in self.above],
+            "order": [[t.column, t.descending, t.nulls_first] for t in self.order],
+            "limit": self.limit,
+            "offset": self.offset,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MergeRule:
+        """The rule a node sent; raises ValueError (naming the field) on anything else."""
+        try:
+            rule = cls(
+                keys=tuple(_index(k) for k in data["keys"]),
+                values=tuple((_index(c), Combine(op)) for c, op in data["values"]),
+                above=tuple((_index(c), _integer(b)) for c, b in data.get("above") or []),
+                order=tuple(
+                    OrderTerm(_index(c), bool(d), bool(n)) for c, d, n in data.get("order") or []
+                ),
+                limit=None if data.get("limit") is None else _index(data["limit"]),
+                offset=_index(data.get("offset") or 0),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"merge rule: {error!r} in {dict(data)!r}") from None
+        return rule
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    """A grouped SELECT (``partial_sql``) whose columns are ``columns``, and how to finish it."""
+
+    partial_sql: str
+    columns: tuple[str, ...]
+    keys: tuple[str, ...]
+    values: tuple[tuple[str, Combine], ...]
+    order: tuple[tuple[str, bool], ...]
+    limited: bool = False
+    # (column, parameter): keep groups whose column is greater than the parameter's value.
+    above: tuple[tuple[str, str], ...] = ()
+
+    def sql(self) -> str:
+        """The single-node query; `$limit` and `$threshold` are bound parameters."""
+        text = self.partial_sql
+        if self.above:
+            text += " HAVING " + " AND ".join(f"{c} > ${p}" for c, p in self.above)
+        if self.order:
+            terms = (f"{c} {'DESC' if d else 'ASC'} NULLS LAST" for c, d in self.order)
+            text += " ORDER BY " + ", ".join(terms)
+        if self.limited:
+            text += " LIMIT $limit"
+        return text
+
+    def rule(self, limit: int, threshold: int) -> MergeRule:
+        parameters = {"limit": limit, "threshold": threshold}
+        position = {name: index for index, name in enumerate(self.columns)}
+        return MergeRule(
+            keys=tuple(position[k] for k in self.keys),
+            values=tuple((position[c], how) for c, how in self.values),
+            above=tuple((position[c], parameters[p]) for c, p in self.above),
+            order=tuple(OrderTerm(position[c], d) for c, d in self.order),
+            limit=limit if self.limited else None,
+        )
+
+
+DESC, ASC = True, False
+
+
+def _top(column: str, expression: str, where: str, value: str = "requests") -> NamedQuery:
+    """``SELECT <expression> AS <column>, count(*) AS <value> ... GROUP BY`` ranked by count."""
+    return NamedQuery(
+        partial_sql=(
+            f"SELECT {expression} AS {column}, count(*) AS {value} FROM logs{where} "
+            f"GROUP BY {column}"
+        ),
+        columns=(column, value),
+        keys=(column,),
+        values=((value, Combine.SUM),),
+        order=((value, DESC), (column, ASC)),
+        limited=True,
     )
 
 
-# `$limit` and `$threshold` are bound as parameters, never formatted into the text.
-NAMED_SQL: dict[Named, str] = {
-    Named.ERROR_ANALYSIS: (
-        "SELECT request, count(*) AS requests FROM logs WHERE status = 404 "
-        "GROUP BY request ORDER BY requests DESC, request LIMIT $limit"
-    ),
+NAMED_QUERIES: dict[Named, NamedQuery] = {
+    Named.ERROR_ANALYSIS: _top("request", "request", " WHERE status = 404"),
     # A file is a path (query string dropped) ending in an extension, served in full.
-    Named.CONTENT_ANALYSIS: (
-        "SELECT split_part(request, '?', 1) AS file, count(*) AS downloads, "
-        "sum(body_bytes_sent) AS bytes FROM logs "
-        "WHERE status = 200 AND http_method = 'GET' "
-        "AND regexp_matches(split_part(request, '?', 1), '/[^/]+\\.[A-Za-z0-9]{2,5}$') "
-        "GROUP BY file ORDER BY downloads DESC, file LIMIT $limit"
+    Named.CONTENT_ANALYSIS: NamedQuery(
+        partial_sql=(
+            "SELECT split_part(request, '?', 1) AS file, count(*) AS downloads, "
+            "sum(body_bytes_sent) AS bytes FROM logs "
+            "WHERE status = 200 AND http_method = 'GET' "
+            "AND regexp_matches(split_part(request, '?', 1), '/[^/]+\\.[A-Za-z0-9]{2,5}$') "
+            "GROUP BY file"
+        ),
+        columns=("file", "downloads", "bytes"),
+        keys=("file",),
+        values=(("downloads", Combine.SUM), ("bytes", Combine.SUM)),
+        order=(("downloads", DESC), ("file", ASC)),
+        limited=True,
     ),
-    Named.PEAK_TRAFFIC: (
-        "SELECT date_trunc('hour', time_local) AS hour, count(*) AS requests FROM logs "
-        "GROUP BY hour ORDER BY hour"
+    Named.PEAK_TRAFFIC: NamedQuery(
+        partial_sql=(
+            "SELECT date_trunc('hour', time_local) AS hour, count(*) AS requests FROM logs "
+            "GROUP BY hour"
+        ),
+        columns=("hour", "requests"),
+        keys=("hour",),
+        values=(("requests", Combine.SUM),),
+        order=(("hour", ASC),),
     ),
-    Named.SECURITY_ANALYSIS: (
-        "SELECT remote_addr, count(*) AS requests, "
-        "count(*) FILTER (WHERE status IN (401, 403)) AS denied, "
-        "count(*) FILTER (WHERE status = 404) AS not_found, "
-        "count(*) FILTER (WHERE status = 429) AS throttled FROM logs "
-        "GROUP BY remote_addr HAVING count(*) > $threshold "
-        "ORDER BY requests DESC, remote_addr"
+    # Every address goes into the partial rows: one under the threshold on each node may be
+    # over it in total.
+    Named.SECURITY_ANALYSIS: NamedQuery(
+        partial_sql=(
+            "SELECT remote_addr, count(*) AS requests, "
+            "count(*) FILTER (WHERE status IN (401, 403)) AS denied, "
+            "count(*) FILTER (WHERE status = 404) AS not_found, "
+            "count(*) FILTER (WHERE status = 429) AS throttled FROM logs "
+            "GROUP BY remote_addr"
+        ),
+        columns=("remote_addr", "requests", "denied", "not_found", "throttled"),
+        keys=("remote_addr",),
+        values=tuple((c, Combine.SUM) for c in ("requests", "denied", "not_found", "throttled")),
+        order=(("requests", DESC), ("remote_addr", ASC)),
+        above=(("requests", "threshold"),),
     ),
-    Named.TOP_REFERRING_SITES: (
-        "SELECT http_referer AS referrer, count(*) AS requests FROM logs "
-        "WHERE http_referer NOT IN ('', '-') "
-        "GROUP BY referrer ORDER BY requests DESC, referrer LIMIT $limit"
+    Named.TOP_REFERRING_SITES: _top(
+        "referrer", "http_referer", " WHERE http_referer NOT IN ('', '-')"
     ),
-    Named.UNAUTHORIZED_IPS: _top_ips_with(403),
-    Named.THROTTLED_IPS: _top_ips_with(429),
-    Named.DATA_VOLUME: (
-        "SELECT count(*) AS requests, coalesce(sum(body_bytes_sent), 0) AS total_bytes, "
-        "min(time_local) AS first_event, max(time_local) AS last_event FROM logs"
+    Named.UNAUTHORIZED_IPS: _top("remote_addr", "remote_addr", " WHERE status = 403"),
+    Named.THROTTLED_IPS: _top("remote_addr", "remote_addr", " WHERE status = 429"),
+    Named.DATA_VOLUME: NamedQuery(
+        partial_sql=(
+            "SELECT count(*) AS requests, coalesce(sum(body_bytes_sent), 0) AS total_bytes, "
+            "min(time_local) AS first_event, max(time_local) AS last_event FROM logs"
+        ),
+        columns=("requests", "total_bytes", "first_event", "last_event"),
+        keys=(),
+        values=(
+            ("requests", Combine.SUM),
+            ("total_bytes", Combine.SUM),
+            ("first_event", Combine.MIN),
+            ("last_event", Combine.MAX),
+        ),
+        order=(),
     ),
-    Named.TOP_USER_AGENTS: (
-        "SELECT http_user_agent AS user_agent, count(*) AS requests FROM logs "
-        "GROUP BY user_agent ORDER BY requests DESC, user_agent LIMIT $limit"
-    ),
+    Named.TOP_USER_AGENTS: _top("user_agent", "http_user_agent", ""),
 }
+
+# `$limit` and `$threshold` are bound as parameters, never formatted into the text.
+NAMED_SQL: dict[Named, str] = {name: query.sql() for name, query in NAMED_QUERIES.items()}
 
 
 def named_parameters(sql: str, limit: int, threshold: int) -> dict[str, int]:
     """The parameters a named query's text refers to."""
     values = {"limit": limit, "threshold": threshold}
     return {name: value for name, value in values.items() if f"${name}" in sql}
+
+
+def _index(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return value

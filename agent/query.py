@@ -1,10 +1,12 @@
-"""`query`: DuckDB over a node's log folder or an archive root, as a read-only `logs` view.
+"""`query`: SQL over a node's log folder or an archive, as a read-only `logs` relation.
 
-The selected files are loaded into an in-memory table first, then DuckDB's file system access
-is switched off and the configuration locked, so custom SQL cannot read (or write) any path,
-the logs path included. Custom SQL must be a single SELECT.
+Two DuckDB databases in one process: the trusted reader (agent/stream.py) opens the files and
+streams validated events; the sandbox (agent/sandbox.py) runs the user's single SELECT over
+that stream and can touch no file at all. Events are never loaded into a table first, so
+memory stays flat however many events there are.
 """
 
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,14 +14,27 @@ from typing import TextIO
 
 import duckdb
 
-from agent.discover import Selection, Window, select_files
-from agent.load import TABLE, LoadReport, create_table, load_ndjson, load_parquet, run
+from agent import sandbox
+from agent.budget import Budget
+from agent.discover import (
+    ArchiveHour,
+    InputError,
+    Layout,
+    Selection,
+    Window,
+    gzip_size,
+    select_files,
+)
+from agent.events import ParquetFile, RawFile, literal_path
+from agent.sandbox import Limits, QueryError
+from agent.stream import Counts, EventStream, Part, Reader
 
-_READ_ONLY = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+__all__ = ["Limits", "QueryError", "Result", "run_query"]
 
-
-class QueryError(Exception):
-    """A query that cannot run: bad SQL or a statement that is not read-only."""
+# An archive part is de-duplicated as one; its identities take 16 bytes per event.
+DEDUP_PART_BYTES = 768 << 20
+_COMPACTED_ROW_BYTES = 400
+READER_FLOOR = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -30,53 +45,50 @@ class Result:
     rows: list[tuple[object, ...]]
 
 
-def _load(con: duckdb.DuckDBPyConnection, selection: Selection) -> LoadReport:
-    """Load the selection into TABLE, counting each event once.
-
-    In the archive the shipper delivers at least once, so raw events are de-duplicated and
-    those already in an hour's compacted file are dropped. A node folder needs neither:
-    rotation renames files, it never copies them.
-    """
-    create_table(con)
-    compacted = load_parquet(con, selection.parquet)
-    if not selection.archive:
-        report = load_ndjson(con, selection.plain, selection.gzipped)
-        report.events += compacted
-        return report
-    create_table(con, "_raw")
-    report = load_ndjson(con, selection.plain, selection.gzipped, table="_raw")
-    if report.events:
-        run(con, f"INSERT INTO {TABLE} SELECT * FROM _raw EXCEPT SELECT * FROM {TABLE}")
-    run(con, "DROP TABLE _raw")
-    rows = run(con, f"SELECT count(*) FROM {TABLE}")
-    report.events = int(str(rows[0][0]))
-    return report
-
-
-def _create_view(con: duckdb.DuckDBPyConnection, window: Window) -> None:
-    bounds = []
-    if window.since is not None:
-        bounds.append(f"time_local >= TIMESTAMP '{window.since.isoformat(sep=' ')}'")
-    if window.until is not None:
-        bounds.append(f"time_local < TIMESTAMP '{window.until.isoformat(sep=' ')}'")
-    where = f" WHERE {' AND '.join(bounds)}" if bounds else ""
-    run(con, f"CREATE VIEW logs AS SELECT * FROM {TABLE}{where}")
-
-
-def _lock(con: duckdb.DuckDBPyConnection) -> None:
-    run(con, "SET enable_external_access = false")
-    run(con, "SET lock_configuration = true")
-
-
-def _check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+def _raw_size(path: Path) -> int:
     try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as error:
-        raise QueryError(str(error)) from None
-    if len(statements) != 1:
-        raise QueryError(f"expected exactly one SQL statement, got {len(statements)}")
-    if statements[0].type not in _READ_ONLY:
-        raise QueryError(f"only SELECT queries are allowed, not {statements[0].type.name}")
+        with path.open("rb") as source:
+            return gzip_size(source.fileno()) or path.stat().st_size
+    except OSError:
+        return 0
+
+
+def plan_parts(selection: Selection) -> tuple[list[Part], dict[str, Path]]:
+    """The reader's parts and, for messages, each DuckDB path's real file."""
+    names: dict[str, Path] = {}
+    if selection.layout is Layout.NODE:
+        raw = [RawFile(f.sql_path, f.gzip) for f in selection.node_files]
+        names.update({f.sql_path: f.path for f in selection.node_files})
+        return [Part(raw=raw)], names
+    compacted_only = Part()
+    parts = [compacted_only]
+    current: Part | None = None
+    current_bytes = 0
+    for hour in selection.hours:
+        compacted = _compacted(hour, names)
+        if not hour.raw:
+            compacted_only.compacted.extend(compacted)
+            continue
+        size = sum(_raw_size(p) for p in hour.raw)
+        size += sum(c.rows for c in [hour.compacted] if c) * _COMPACTED_ROW_BYTES
+        if current is None or current_bytes + size > DEDUP_PART_BYTES:
+            current, current_bytes = Part(dedup=True), 0
+            parts.append(current)
+        current_bytes += size
+        current.compacted.extend(compacted)
+        for path in hour.raw:
+            sql_path = literal_path(str(path.resolve()))
+            names[sql_path] = path
+            current.raw.append(RawFile(sql_path, gzip=True))
+    return parts, names
+
+
+def _compacted(hour: ArchiveHour, names: dict[str, Path]) -> list[ParquetFile]:
+    if hour.compacted is None:
+        return []
+    sql_path = literal_path(str(hour.compacted.path.resolve()))
+    names[sql_path] = hour.compacted.path
+    return [ParquetFile(sql_path, hour.compacted.has_event_id)]
 
 
 def run_query(
@@ -85,33 +97,79 @@ def run_query(
     parameters: Mapping[str, object],
     window: Window,
     diagnostics: TextIO,
+    limits: Limits | None = None,
+    layout: Layout = Layout.AUTO,
 ) -> Result:
-    """Run `sql` over the events under `logs` inside `window`; notes go to `diagnostics`."""
-    selection = select_files(logs, window)
-    con = duckdb.connect(":memory:")
+    """Run `sql` over the events under `logs` inside `window`; notes go to `diagnostics`.
+
+    Raises QueryError: bad SQL, a limit reached, or input that cannot be read.
+    """
+    limits = limits or Limits()
     try:
-        report = _load(con, selection)
-        _create_view(con, window)
-        _lock(con)
-        _report(diagnostics, selection, report)
-        _check_read_only(con, sql)
-        try:
-            cursor = con.execute(sql, dict(parameters) or None)
-            rows = cursor.fetchall()
-        except duckdb.Error as error:
-            raise QueryError(str(error)) from None
-        columns = [d[0] for d in cursor.description or []]
-        return Result(columns, rows)
+        selection = select_files(logs, window, layout)
+    except InputError as error:
+        raise QueryError(str(error)) from None
+    try:
+        with tempfile.TemporaryDirectory(prefix="agent-query-") as scratch:
+            parts, names = plan_parts(selection)
+            # The reader streams: a quarter of the memory covers its buffers (DuckDB's JSON
+            # reader takes up to 2 x 16 MiB per thread) and spills.
+            budget = Budget(max(limits.memory_bytes // 4, READER_FLOOR), limits.threads)
+            reader = Reader(parts, names, window, budget, Path(scratch))
+            try:
+                return _run(reader, selection, sql, parameters, limits, diagnostics)
+            finally:
+                reader.close()
     finally:
-        con.close()
+        selection.close()
 
 
-def _report(diagnostics: TextIO, selection: Selection, report: LoadReport) -> None:
-    read = len(selection.plain) + len(selection.gzipped) + len(selection.parquet)
-    layout = "archive" if selection.archive else "log folder"
-    diagnostics.write(
-        f"query: {layout}: read {read} files, pruned {selection.pruned} outside the window, "
-        f"{report.events} events, {report.malformed_lines} malformed lines skipped\n"
+def _run(
+    reader: Reader,
+    selection: Selection,
+    sql: str,
+    parameters: Mapping[str, object],
+    limits: Limits,
+    diagnostics: TextIO,
+) -> Result:
+    columns = sandbox.needed_columns(sql)
+    # Each damaged file costs one more pass; there are never more than the files.
+    for _ in range(len(reader.names) + 1):
+        stream = EventStream(reader, columns)
+        try:
+            names, rows = sandbox.run(stream, sql, parameters, limits, reader.interrupt)
+        except duckdb.Error as error:
+            if stream.failure is not None and reader.repair(stream.failure):
+                continue
+            if stream.failure is not None:
+                raise QueryError(f"cannot read the logs: {stream.failure}") from None
+            raise QueryError(str(error)) from None
+        _report(diagnostics, selection, reader, stream)
+        return Result(names, rows)
+    raise QueryError("too many damaged files")
+
+
+def _report(diagnostics: TextIO, selection: Selection, reader: Reader, stream: EventStream) -> None:
+    counts = stream.complete
+    layout = "archive" if selection.layout is Layout.ARCHIVE else "log folder"
+    partial = ""
+    if counts is None:
+        counts = Counts()
+        partial = " (the query stopped before reading every event; counts are not totals)"
+    malformed = counts.malformed + reader.oversized_lines
+    line = (
+        f"query: {layout}: read {selection.file_count} files, pruned {selection.pruned} outside "
+        f"the window, {counts.events} events, {malformed} malformed lines skipped"
     )
-    for path, problem in sorted(report.damaged_files.items()):
+    if selection.layout is Layout.ARCHIVE:
+        line += f", {counts.duplicates} duplicate events removed"
+    diagnostics.write(line + partial + "\n")
+    for note in selection.notes:
+        diagnostics.write(f"query: warning: {note}\n")
+    for path, problem in sorted(reader.damaged.items()):
         diagnostics.write(f"query: warning: {path}: {problem}; read what came before it\n")
+    if reader.oversized_lines:
+        diagnostics.write(
+            f"query: warning: {reader.oversized_lines} lines over 16 MiB were skipped "
+            "(counted as malformed)\n"
+        )

@@ -21,7 +21,9 @@ def rotate(live: Path, keep: int) -> None:
 
     Every step is a rename except compressing `.1`, which writes a hidden temporary file
     (query tools skip dotfiles) and renames it into place, so no reader ever sees a
-    partial `.gz`, and `.1` is removed right after.
+    partial `.gz`, and `.1` is removed right after. Between those two steps both hold the
+    same lines; the `.gz` then has `.1`'s mtime and records `.1`'s size, which is how the
+    reader knows it for a copy and reads the lines once (agent/discover.py).
     """
     if keep < 1:
         raise ValueError("keep must be at least 1")
@@ -38,7 +40,9 @@ def rotate(live: Path, keep: int) -> None:
 
 
 def _compress(plain: Path, target: Path) -> None:
-    """gzip `plain` into `target`, keeping its mtime (the query tool prunes files by it)."""
+    """gzip `plain` into `target`, keeping its mtime: the query tool prunes files by it, and
+    tells a compressed copy from its original by it. The mtime is set before the rename, so
+    the copy is never visible with another one."""
     temporary = target.with_name(f".{target.name}.tmp")
     stat = plain.stat()
     with plain.open("rb") as source, gzip.open(temporary, "wb", compresslevel=6) as sink:

@@ -21,7 +21,10 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text.strip())
     if not match:
         raise ValueError(f"not a duration: {text!r} (expected e.g. 30s, 15m, 1h, 2d)")
-    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    try:
+        return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    except OverflowError:
+        raise ValueError(f"duration too long: {text!r}") from None
 
 
 def parse_instant(text: str, now: datetime | None = None) -> datetime:
@@ -31,7 +34,10 @@ def parse_instant(text: str, now: datetime | None = None) -> datetime:
     """
     text = text.strip()
     if _DURATION.match(text) and not text.isdigit():
-        return (now or utc_now()) - parse_duration(text)
+        try:
+            return (now or utc_now()) - parse_duration(text)
+        except OverflowError:
+            raise ValueError(f"too far back: {text!r} (before year 1)") from None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

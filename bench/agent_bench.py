@@ -1,175 +1,227 @@
-"""Agent benchmarks, run by hand after `python bench/agent_data.py` (results: docs/bench-agent.md).
+"""Agent benchmarks against a plain DuckDB query, run by hand after `bench/agent_data.py`.
 
-    python bench/agent_bench.py [--repeat 3]
+    python bench/agent_bench.py [--repeat 3] > bench/out/agent_bench.json
 
-Every query is timed as the job runs it: a fresh `python -m agent query` process, wall clock,
-median of `--repeat` runs. Each comparison is measured side by side in this one run.
+Results: docs/bench-agent.md. Every comparison is side by side in this one run, each side a
+fresh Python process (interpreter start included), timed by wall clock and CPU time, with the
+process's own peak memory (GNU time's maximum resident set size). The plain side is what
+issue 13 compares against: DuckDB reading only the columns the query needs
+(`read_ndjson(..., columns=..., records=true)` or `read_parquet`) straight into the aggregate,
+with DuckDB's defaults. It does not validate, salvage, de-duplicate or sandbox anything; the
+agent does all of that.
 """
 
 import argparse
-import gzip
 import json
 import os
 import platform
-import resource
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import duckdb
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "bench" / "data"
-sys.path.insert(0, str(REPO))
+PLAIN = (
+    "import duckdb, json, sys; print(json.dumps(duckdb.sql(sys.argv[1]).fetchall(), default=str))"
+)
+TOP_REFERRERS = (
+    "SELECT http_referer AS referrer, count(*) AS requests FROM {src} "
+    "WHERE http_referer NOT IN ('', '-') GROUP BY referrer ORDER BY requests DESC, referrer "
+    "LIMIT 10"
+)
+ERRORS_404 = (
+    "SELECT request, count(*) AS requests FROM {src} WHERE status = 404 "
+    "GROUP BY request ORDER BY requests DESC, request LIMIT 10"
+)
+NEEDED_404 = {"request": "VARCHAR", "status": "INTEGER"}
+BY_STATUS = "SELECT status, count(*) AS n FROM {src} GROUP BY status ORDER BY status"
 
-from agent.generate import backfill_lines  # noqa: E402
-from agent.times import parse_instant  # noqa: E402
 
-CPU_SECONDS: dict[str, float] = {}
+def run(command: list[str]) -> dict[str, object]:
+    """Wall and CPU seconds and peak RSS (MiB) of one child process, and its stdout.
 
-
-def _timed(command: list[str], repeat: int) -> tuple[float, str]:
-    """Median wall time of `command` and its stdout (from the last run).
-
-    The median CPU time (user + sys) is kept in CPU_SECONDS too: the machine is shared, and
-    CPU time is less disturbed by other load than wall time.
+    GNU time measures it: a child forked from this (large) process would report this
+    process's pages in its own peak RSS.
     """
-    times, cpu, stdout = [], [], ""
-    for _ in range(repeat):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
-        times.append(time.perf_counter() - started)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-        stdout = result.stdout
-    CPU_SECONDS[" ".join(command[3:])] = statistics.median(cpu)
-    return statistics.median(times), stdout
-
-
-def _query(logs: Path, repeat: int, *args: str) -> tuple[float, list[dict[str, object]]]:
-    command = [sys.executable, "-m", "agent", "query", "--logs", str(logs), "--format", "json"]
-    seconds, stdout = _timed([*command, *args], repeat)
-    return seconds, json.loads(stdout)
-
-
-def machine() -> dict[str, str]:
-    """What the numbers were measured on."""
-    model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    )  # fmt: skip
+    with tempfile.NamedTemporaryFile("r") as timing:
+        timed = ["/usr/bin/time", "-f", "%e %U %S %M", "-o", timing.name, *command]
+        result = subprocess.run(timed, cwd=REPO, capture_output=True, text=True)
+        wall, user, system, rss_kib = timing.read().split()[-4:]
+    if result.returncode:
+        raise RuntimeError(f"{command[:6]} failed: {result.stderr}")
     return {
-        "nproc": str(os.cpu_count()),
-        "cpu": model,
+        "wall_s": float(wall),
+        "cpu_s": float(user) + float(system),
+        "rss_mib": int(rss_kib) / 1024,
+        "stdout": result.stdout,
+        "stderr": result.stderr.strip().splitlines()[:2],
+    }
+
+
+def median_run(command: list[str], repeat: int) -> dict[str, object]:
+    runs = [run(command) for _ in range(repeat)]
+    best = {key: statistics.median(float(str(r[key])) for r in runs)
+            for key in ("wall_s", "cpu_s", "rss_mib")}  # fmt: skip
+    return {**best, "stdout": runs[-1]["stdout"], "stderr": runs[-1]["stderr"]}
+
+
+def agent(logs: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "agent", "query", "--logs", str(logs), "--format", "json", *args]
+
+
+def plain(sql: str) -> list[str]:
+    return [sys.executable, "-c", PLAIN, sql]
+
+
+def ndjson(files: list[Path], columns: dict[str, str]) -> str:
+    spec = ", ".join(f"'{k}': '{v}'" for k, v in columns.items())
+    return f"read_ndjson({[str(f) for f in files]!r}, columns = {{{spec}}}, records = true)"
+
+
+def compare(name: str, ours: list[str], theirs: list[str], repeat: int) -> dict[str, object]:
+    a, b = median_run(ours, repeat), median_run(theirs, repeat)
+    return {
+        "what": name,
+        "agent": {k: a[k] for k in ("wall_s", "cpu_s", "rss_mib", "stderr")},
+        "plain": {k: b[k] for k in ("wall_s", "cpu_s", "rss_mib")},
+        "wall_ratio": float(str(a["wall_s"])) / float(str(b["wall_s"])),
+        "cpu_ratio": float(str(a["cpu_s"])) / float(str(b["cpu_s"])),
+        "agent_rows": json.loads(str(a["stdout"]))[:3],
+    }
+
+
+def bench_size(root: Path, repeat: int) -> list[dict[str, object]]:
+    node = root / "node"
+    raw = root / "archive-raw"
+    compacted = root / "archive-compacted"
+    node_files = sorted(node.iterdir())
+    day_raw = sorted(raw.rglob("*.gz"))
+    hour_raw = sorted(raw.rglob("hour=14/*.gz"))
+    day_parquet = sorted(compacted.rglob("*.parquet"))
+    window = ("--since", "2025-01-01T14:00:00", "--until", "2025-01-01T15:00:00")
+    parquet = f"read_parquet({[str(f) for f in day_parquet]!r})"
+    return [
+        compare(
+            "node folder, named error-analysis",
+            agent(node, "--named", "error-analysis"),
+            plain(
+                ERRORS_404.format(
+                    src=ndjson(node_files, {"request": "VARCHAR", "status": "INTEGER"})
+                )
+            ),
+            repeat,
+        ),
+        compare(
+            "node folder, --sql status counts",
+            agent(node, "--sql", BY_STATUS.format(src="logs")),
+            plain(BY_STATUS.format(src=ndjson(node_files, {"status": "INTEGER"}))),
+            repeat,
+        ),
+        compare(
+            "archive raw, one hour (14:00), top-referring-sites",
+            agent(raw, "--named", "top-referring-sites", *window),
+            plain(TOP_REFERRERS.format(src=ndjson(hour_raw, {"http_referer": "VARCHAR"}))),
+            repeat,
+        ),
+        compare(
+            "archive raw, whole day, top-referring-sites",
+            agent(raw, "--named", "top-referring-sites"),
+            plain(TOP_REFERRERS.format(src=ndjson(day_raw, {"http_referer": "VARCHAR"}))),
+            repeat,
+        ),
+        compare(
+            "archive compacted, whole day, top-referring-sites",
+            agent(compacted, "--named", "top-referring-sites"),
+            plain(TOP_REFERRERS.format(src=parquet)),
+            repeat,
+        ),
+    ]
+
+
+def bench_compact(hour: Path, raw_ndjson_bytes: int, events: int) -> dict[str, object]:
+    """`agent compact --once` on one hour in a local moto S3 vs DuckDB-only in-memory COPY."""
+    from moto.server import ThreadedMotoServer
+
+    sys.path.insert(0, str(REPO))
+    from agent.s3 import make_client
+
+    files = sorted(hour.rglob("*.gz"))
+    typed = {"remote_addr": "VARCHAR", "remote_user": "VARCHAR", "time_local": "TIMESTAMP",
+             "http_method": "VARCHAR", "request": "VARCHAR", "http_version": "VARCHAR",
+             "status": "INTEGER", "body_bytes_sent": "BIGINT", "http_referer": "VARCHAR",
+             "http_user_agent": "VARCHAR", "event_id": "VARCHAR"}  # fmt: skip
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        client = make_client(endpoint, "us-east-1")
+        client.create_bucket(Bucket="bench")
+        for path in files:
+            client.upload_file(str(path), "bench", "logs/" + path.relative_to(hour).as_posix())
+        command = [sys.executable, "-m", "agent", "compact", "--bucket", "bench",
+                   "--endpoint-url", endpoint, "--region-name", "us-east-1", "--once"]  # fmt: skip
+        ours = run(command)
+        key = next(
+            o["Key"]
+            for o in client.list_objects_v2(Bucket="bench")["Contents"]
+            if o["Key"].endswith("compacted.parquet")
+        )
+        size = client.head_object(Bucket="bench", Key=key)["ContentLength"]
+    finally:
+        server.stop()
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = f"COPY (SELECT * FROM {ndjson(files, typed)}) TO '{scratch}/x.parquet' " \
+               "(FORMAT parquet, COMPRESSION zstd)"  # fmt: skip
+        theirs = run(plain(copy))
+        their_size = Path(scratch, "x.parquet").stat().st_size
+    return {
+        "events": events,
+        "agent": {k: ours[k] for k in ("wall_s", "cpu_s", "rss_mib", "stderr")},
+        "copy": {k: theirs[k] for k in ("wall_s", "cpu_s", "rss_mib")},
+        "throughput_ratio": float(str(theirs["wall_s"])) / float(str(ours["wall_s"])),
+        "raw_ndjson_bytes": raw_ndjson_bytes,
+        "compacted_bytes": size,
+        "compression_ratio": raw_ndjson_bytes / size,
+        "copy_bytes": their_size,
+        "copy_compression_ratio": raw_ndjson_bytes / their_size,
+    }
+
+
+def machine() -> dict[str, object]:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((x.split(":", 1)[1].strip() for x in cpuinfo if x.startswith("model name")), "")
+    memory = next(x for x in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in x)
+    import duckdb
+    import pyarrow
+
+    return {
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "memory": memory.split(":", 1)[1].strip(),
         "python": platform.python_version(),
         "duckdb": duckdb.__version__,
-        "loadavg_at_start": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+        "pyarrow": pyarrow.__version__,
+        "loadavg_at_start": os.getloadavg(),
     }
-
-
-def bench_generator(events: int) -> dict[str, float]:
-    """Backfill events/s: in-process (one core) and as the CLI writing a file."""
-    start, end = parse_instant("2025-01-01T00:00:00"), parse_instant("2025-01-02T00:00:00")
-    started = time.perf_counter()
-    count = sum(1 for _ in backfill_lines(1, events, start, end))
-    in_process = count / (time.perf_counter() - started)
-    with tempfile.TemporaryDirectory() as scratch:
-        command = [sys.executable, "-m", "agent", "generate", "--count", str(events),
-                   "--start", "2025-01-01", "--end", "2025-01-02",
-                   "--output", f"{scratch}/out.log"]  # fmt: skip
-        seconds, _ = _timed(command, 1)
-    return {"events": events, "in_process_per_s": in_process, "cli_per_s": events / seconds}
-
-
-def original_approach(node: Path) -> tuple[float, int, int]:
-    """The original example: gunzip each .gz next to itself, then read_json everything.
-
-    Runs on a copy so the benchmark data stays as it is. Returns (seconds, events, 404s).
-    """
-    with tempfile.TemporaryDirectory(dir=DATA) as scratch:
-        copy = Path(scratch) / "logs"
-        shutil.copytree(node, copy)
-        started = time.perf_counter()
-        for path in copy.glob("*.gz"):
-            with gzip.open(path, "rb") as source, open(path.with_suffix(""), "wb") as sink:
-                shutil.copyfileobj(source, sink, 1 << 20)
-        con = duckdb.connect()
-        row = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE status = 404) "
-            f"FROM read_json('{copy}/*', format = 'newline_delimited')"
-        ).fetchall()[0]
-        seconds = time.perf_counter() - started
-    return seconds, int(row[0]), int(row[1])
-
-
-def bench_node_folder(repeat: int, truth: int) -> dict[str, object]:
-    node = DATA / "node"
-    ours_s, ours = _query(node, repeat, "--sql",
-                          "SELECT count(*) AS events, count(*) FILTER (WHERE status = 404) AS e404 "
-                          "FROM logs")  # fmt: skip
-    original = [original_approach(node) for _ in range(repeat)]
-    orig_s = statistics.median(o[0] for o in original)
-    return {
-        "generated_events": truth,
-        "agent_s": ours_s,
-        "agent_events": ours[0]["events"],
-        "agent_404": ours[0]["e404"],
-        "original_s": orig_s,
-        "original_events": original[-1][1],
-        "original_404": original[-1][2],
-    }
-
-
-def bench_archive(repeat: int) -> dict[str, object]:
-    raw, compacted = DATA / "archive-raw", DATA / "archive-compacted"
-    hour = ("--since", "2025-01-01T14:00:00", "--until", "2025-01-01T15:00:00")
-    named = ("--named", "top-referring-sites")
-    hour_s, hour_rows = _query(raw, repeat, *named, *hour)
-    day_s, day_rows = _query(raw, repeat, *named)
-    parquet_s, parquet_rows = _query(compacted, repeat, *named)
-    volume = ("--named", "data-volume")
-    _, raw_volume = _query(raw, 1, *volume)
-    _, parquet_volume = _query(compacted, 1, *volume)
-    return {
-        "hour_s": hour_s,
-        "day_raw_s": day_s,
-        "day_parquet_s": parquet_s,
-        "hour_vs_day": day_s / hour_s,
-        "parquet_vs_gz": day_s / parquet_s,
-        "answers_identical": day_rows == parquet_rows and raw_volume == parquet_volume,
-        "hour_requests_top": hour_rows[0],
-        "day_top": day_rows[:3],
-        "day_volume": raw_volume[0],
-    }
-
-
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--generator-events", type=int, default=1_000_000)
+    parser.add_argument("--sizes", type=int, nargs="*", help="default: those built")
     args = parser.parse_args()
-    results: dict[str, object] = {"machine": machine()}
-    results["sizes_bytes"] = {
-        name: _size(DATA / name) for name in ("node", "archive-raw", "archive-compacted")
-    }
-    results["generator"] = bench_generator(args.generator_events)
-    # The number of generated events, as agent_data.py reported it.
-    data_log = (REPO / "bench" / "out" / "agent_data.log").read_text()
-    truth = int(data_log.split("raw: ", 1)[1].split(" events", 1)[0])
-    results["node_folder"] = bench_node_folder(args.repeat, truth)
-    results["archive"] = bench_archive(args.repeat)
-    results["query_cpu_seconds"] = CPU_SECONDS
-    results["loadavg_at_end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    built = json.loads((DATA / "data.json").read_text())
+    sizes = args.sizes or [int(str(s["events"])) for s in built["sizes"]]
+    results: dict[str, object] = {"machine": machine(), "data": built}
+    results["queries"] = {str(n): bench_size(DATA / str(n), args.repeat) for n in sizes}
+    hour = built["hour"]
+    results["compact"] = bench_compact(
+        DATA / "hour" / "raw", int(hour["raw_ndjson_bytes"]), int(hour["events"])
+    )
+    results["loadavg_at_end"] = os.getloadavg()
     print(json.dumps(results, indent=2, default=str))
 
 

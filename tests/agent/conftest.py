@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,11 +33,39 @@ def write_events(path: Path, seed: int, count: int, start: str, end: str) -> lis
     return [json.loads(line) for line in lines]
 
 
-def run_agent(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+GOOD_EVENT: Event = {
+    "remote_addr": "10.0.0.1",
+    "remote_user": "-",
+    "time_local": "2025-01-01T10:00:00",
+    "http_method": "GET",
+    "request": "/ok",
+    "http_version": "HTTP/1.1",
+    "status": 200,
+    "body_bytes_sent": 512,
+    "http_referer": "-",
+    "http_user_agent": "curl/8.5.0",
+}
+
+
+def event_line(**changes: object) -> bytes:
+    """One NDJSON line: GOOD_EVENT with `changes` (a value of `...` removes the field)."""
+    event = {**GOOD_EVENT, **changes}
+    return (json.dumps({k: v for k, v in event.items() if v is not ...}) + "\n").encode()
+
+
+def write_raw(path: Path, lines: list[bytes]) -> None:
+    """Write `lines` verbatim to `path`, gzip-compressed if it ends in .gz."""
+    data = b"".join(lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+
+
+def run_agent(*args: str, check: bool = True, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     """Run `python -m agent ...` in a subprocess, as the container does."""
     result = subprocess.run(
         [sys.executable, "-m", "agent", *args],
-        cwd=REPO,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=120,
@@ -50,6 +79,14 @@ def query_json(*args: str) -> tuple[list[dict[str, object]], str]:
     """Run `query --format json`; returns the rows and stderr."""
     result = run_agent("query", "--format", "json", *args)
     return json.loads(result.stdout), result.stderr
+
+
+def count(folder: Path, *args: str) -> tuple[int, str]:
+    """`SELECT count(*)` over `folder`; returns the count and stderr."""
+    rows, stderr = query_json(
+        "--logs", str(folder), "--sql", "SELECT count(*) AS n FROM logs", *args
+    )
+    return int(str(rows[0]["n"])), stderr
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """CLI boundary: input validated before any work, with a usage error (exit 2)."""
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,20 @@ from agent.cli import main
         (["query", "--logs", "/does/not/exist", "--sql", "SELECT 1"], "not a directory"),
         (["query", "--logs", ".", "--named", "data-volume", "--sql", "SELECT 1"], "not allowed"),
         (["compact", "--once"], "--bucket"),
+        (["query", "--logs", ".", "--sql", "SELECT 1", "--since", "999999999d"], "--since"),
+        (["query", "--logs", ".", "--sql", "SELECT 1", "--timeout", "nan"], "positive"),
+        (["query", "--logs", ".", "--sql", "SELECT 1", "--timeout", "0"], "positive"),
+        (["query", "--logs", ".", "--sql", "SELECT 1", "--memory-limit", "lots"], "not a size"),
+        (["query", "--logs", ".", "--sql", "SELECT 1", "--layout", "flat"], "invalid choice"),
+        (
+            ["generate", "--count", "5", "--start", "1h", "--end", "0s", "--output", "/nope/x.log"],
+            "does not exist",
+        ),
+        (
+            ["generate", "--count", "5", "--start", "1h", "--end", "0s", "--output", "/tmp"],
+            "is a directory",
+        ),
+        (["generate", "--rate", "5", "--output", "/tmp"], "is a directory"),
     ],
 )
 def test_bad_input_is_a_usage_error(
@@ -30,7 +46,9 @@ def test_bad_input_is_a_usage_error(
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("usage") is False
 
 
 def test_generate_to_stdout_and_file_agree(tmp_path: Path) -> None:
@@ -40,3 +58,56 @@ def test_generate_to_stdout_and_file_agree(tmp_path: Path) -> None:
     run_agent(*args, "--output", str(tmp_path / "out.log"))
     assert (tmp_path / "out.log").read_text() == stdout
     assert len([json.loads(line) for line in stdout.splitlines()]) == 300
+
+
+def _query_count(folder: Path) -> subprocess.CompletedProcess[str]:
+    return run_agent("query", "--logs", str(folder), "--sql", "SELECT 1", check=False)
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("query: error: ") and fragment in result.stderr
+
+
+def test_symlink_loop_in_a_node_folder(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "application.log").symlink_to("application.log")
+    _one_line_error(_query_count(tmp_path / "logs"), "symlink loop")
+
+
+def test_symlink_loop_in_an_archive(tmp_path: Path) -> None:
+    hour = tmp_path / "archive" / "region=r" / "dt=2025-01-01" / "hour=10"
+    hour.mkdir(parents=True)
+    (hour / "again").symlink_to(tmp_path / "archive" / "region=r")
+    _one_line_error(_query_count(tmp_path / "archive"), "symlink loop")
+
+
+def test_broken_symlink(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "application.log").symlink_to(tmp_path / "gone")
+    _one_line_error(_query_count(tmp_path / "logs"), "application.log")
+
+
+@pytest.mark.parametrize("what", ["folder", "file"])
+def test_unreadable_input(
+    tmp_path: Path, what: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Tests run as root, which reads anything: the refusal is the kernel's, simulated here.
+    import agent.discover
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "application.log").write_text("{}\n")
+    real_open, real_scandir = os.open, os.scandir
+
+    def refuse(path: object, *args: object) -> object:
+        if Path(str(path)).name == ("logs" if what == "folder" else "application.log"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return (real_scandir if not args else real_open)(path, *args)  # type: ignore[operator]
+
+    monkeypatch.setattr(agent.discover.os, "scandir", refuse)
+    monkeypatch.setattr(agent.discover.os, "open", refuse)
+    assert main(["query", "--logs", str(tmp_path / "logs"), "--sql", "SELECT 1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("query: error: ") and "Permission denied" in err
+    assert err.count("\n") == 1

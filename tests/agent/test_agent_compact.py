@@ -6,10 +6,11 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import requests
-from conftest import query_json, run_agent
+from conftest import event_line, query_json, run_agent
 
 from agent.archive import REJECTED_KEY, SOURCES_KEY
 from agent.compact import Compactor
@@ -35,14 +36,15 @@ def _put(client: S3Client, bucket: str, key: str, lines: list[bytes]) -> None:
 
 
 def _compacted(client: S3Client, bucket: str) -> tuple[list[dict[str, object]], dict[str, object]]:
+    """The compacted rows (event fields only) and what the footer records (source names)."""
     body = client.get_object(Bucket=bucket, Key=COMPACTED)["Body"].read()
     table = pq.read_table(io.BytesIO(body))
-    metadata = table.schema.metadata
+    metadata = pq.read_metadata(io.BytesIO(body)).metadata
     recorded = {
-        "sources": json.loads(metadata[SOURCES_KEY.encode()]),
+        "sources": sorted(json.loads(metadata[SOURCES_KEY.encode()])),
         "rejected": json.loads(metadata[REJECTED_KEY.encode()]),
     }
-    return table.to_pylist(), recorded
+    return table.drop_columns(["event_id"]).to_pylist(), recorded
 
 
 def _compactor(client: S3Client, bucket: str) -> Compactor:
@@ -185,3 +187,102 @@ def test_wrong_credentials_fail_clearly(bucket: str, s3_endpoint: str) -> None:
     assert bucket in result.stderr and s3_endpoint in result.stderr
     assert "refused the credentials" in result.stderr and "InvalidAccessKeyId" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _bad_lines() -> list[bytes]:
+    return [
+        b'{"remote_addr": "\xff", "status": 200}\n',
+        event_line(status="404"),
+        event_line(body_bytes_sent=12.9),
+        event_line(remote_addr=None),
+        event_line(request="/" + "a" * 2_000_000),
+    ]
+
+
+def test_bad_lines_cost_only_themselves(client: S3Client, bucket: str) -> None:
+    good = _lines(1, 100)
+    _put(client, bucket, HOUR + "a.gz", good[:50] + _bad_lines() + good[50:])
+    summary = _compactor(client, bucket).run_once()
+    outcome = summary.outcomes[0]
+    assert not summary.failed
+    assert (outcome.events, outcome.malformed_lines) == (len(set(good)), 5)
+    assert len(_compacted(client, bucket)[0]) == len(set(good))
+
+
+def test_huge_line_in_a_raw_object(client: S3Client, bucket: str) -> None:
+    good = _lines(1, 40)
+    huge = event_line(request="/" + "a" * (40 << 20))
+    _put(client, bucket, HOUR + "a.gz", [*good[:20], huge, *good[20:]])
+    outcome = _compactor(client, bucket).run_once().outcomes[0]
+    assert (outcome.events, outcome.malformed_lines) == (40, 1)
+
+
+def test_overwritten_raw_object_is_read_again(client: S3Client, bucket: str) -> None:
+    _put(client, bucket, HOUR + "a.gz", _lines(1, 100))
+    compactor = _compactor(client, bucket)
+    compactor.run_once()
+    # Same name, new content: a new ETag.
+    _put(client, bucket, HOUR + "a.gz", _lines(1, 100) + _lines(2, 10))
+    outcome = compactor.run_once().outcomes[0]
+    assert outcome.written and outcome.new_sources == ["a.gz"]
+    rows, _ = _compacted(client, bucket)
+    assert len(rows) == len(set(_lines(1, 100) + _lines(2, 10)))
+    body = client.get_object(Bucket=bucket, Key=COMPACTED)["Body"].read()
+    sources = json.loads(pq.read_metadata(io.BytesIO(body)).metadata[SOURCES_KEY.encode()])
+    assert sources == {"a.gz": client.head_object(Bucket=bucket, Key=HOUR + "a.gz")["ETag"]}
+    assert not compactor.run_once().outcomes[0].written
+
+
+def test_overlapping_compactors_never_lose_events(
+    client: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _put(client, bucket, HOUR + "a.gz", _lines(1, 100))
+    slow, fast = _compactor(client, bucket), _compactor(client, bucket)
+    upload = slow._upload
+    raced = []
+
+    def late_upload(objects: object, path: Path) -> None:
+        if not raced:
+            # While `slow` built its file from a.gz, b.gz arrived and `fast` compacted both.
+            raced.append(True)
+            _put(client, bucket, HOUR + "b.gz", _lines(2, 30))
+            assert fast.run_once().outcomes[0].written
+        upload(objects, path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(slow, "_upload", late_upload)
+    summary = slow.run_once()
+    assert not summary.failed
+    rows, recorded = _compacted(client, bucket)
+    assert recorded["sources"] == ["a.gz", "b.gz"]
+    assert len(rows) == len(set(_lines(1, 100) + _lines(2, 30)))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"not parquet at all", "bad-metadata"],
+    ids=["empty", "not-parquet", "bad-metadata"],
+)
+def test_unreadable_compacted_is_confined_to_its_hour(
+    client: S3Client, bucket: str, s3_endpoint: str, body: object
+) -> None:
+    _put(client, bucket, HOUR + "a.gz", _lines(1, 50))
+    if body == "bad-metadata":
+        table = pa.table({"x": [1]}).replace_schema_metadata({SOURCES_KEY: "{oops"})
+        sink = io.BytesIO()
+        pq.write_table(table, sink)
+        body = sink.getvalue()
+    assert isinstance(body, bytes)
+    client.put_object(Bucket=bucket, Key=COMPACTED, Body=body)
+    other = "logs/region=eu-west-1/dt=2025-01-01/hour=11/"
+    _put(client, bucket, other + "a.gz", _lines(2, 20, hour=11))
+    log = io.StringIO()
+    summary = _compactor(client, bucket).run_once(log)
+    assert [h.start.hour for h in summary.failed] == [10]
+    assert [o.hour.start.hour for o in summary.outcomes] == [11]
+    assert "compacted.parquet" in log.getvalue() and "left as it is" in log.getvalue()
+    # Left untouched for an operator.
+    assert client.get_object(Bucket=bucket, Key=COMPACTED)["Body"].read() == body
+    result = run_agent(
+        "compact", "--bucket", bucket, "--endpoint-url", s3_endpoint, "--once", check=False
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -21,12 +21,14 @@ def test_runs_as_non_root() -> None:
 def test_dependencies_pinned_to_the_tested_versions() -> None:
     import boto3
     import duckdb
+    import numpy
     import pyarrow
 
     for name, version in (
         ("duckdb", duckdb.__version__),
         ("pyarrow", pyarrow.__version__),
         ("boto3", boto3.__version__),
+        ("numpy", numpy.__version__),
     ):
         assert f"{name}=={version}" in DOCKERFILE, name
 

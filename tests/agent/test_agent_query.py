@@ -126,7 +126,8 @@ def _archive_hour(root: Path, hour: str) -> Path:
 def _compacted(path: Path, events: list[dict[str, object]], sources: list[str]) -> None:
     as_text = EVENT_SCHEMA.set(2, pa.field("time_local", pa.string()))
     table = pa.Table.from_pylist(events, schema=as_text).cast(EVENT_SCHEMA)
-    pq.write_table(table.replace_schema_metadata(encode_metadata(sources, {})), path)
+    metadata = encode_metadata(dict.fromkeys(sources, '"etag"'), {})
+    pq.write_table(table.replace_schema_metadata(metadata), path)
 
 
 def test_archive_counts_raw_and_compacted_once(tmp_path: Path) -> None:

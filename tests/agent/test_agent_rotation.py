@@ -1,6 +1,7 @@
 """Rotation: delaycompress scheme, keep limit, mtimes kept, and live mode end to end."""
 
 import gzip
+import io
 import os
 import signal
 import subprocess
@@ -8,8 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import REPO
+import pytest
+from conftest import REPO, event_line
 
+from agent.discover import Window
+from agent.query import run_query
 from agent.rotation import rotate
 
 
@@ -85,3 +89,32 @@ def test_live_mode_rotates_by_size_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert len(data) <= 50000
         # Stopped cleanly: every file ends with a whole line.
         assert data.endswith(b"\n")
+
+
+def _events_now(folder: Path) -> int:
+    result = run_query(folder, "SELECT count(*) FROM logs", {}, Window(), io.StringIO())
+    return int(str(result.rows[0][0]))
+
+
+def test_query_during_compression_reads_each_line_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live = tmp_path / "application.log"
+    first = [event_line(request=f"/a/{i}") for i in range(30)]
+    second = [event_line(request=f"/b/{i}") for i in range(20)]
+    live.write_bytes(b"".join(first))
+    rotate(live, keep=3)
+    live.write_bytes(b"".join(second))
+    seen: list[int] = []
+    real_unlink = Path.unlink
+
+    def query_first(self: Path, missing_ok: bool = False) -> None:
+        if self.name == "application.log.1" and not seen:
+            # `.2.gz` is in place and `.1` not yet removed: both hold `first`.
+            assert (tmp_path / "application.log.2.gz").exists() and self.exists()
+            seen.append(_events_now(tmp_path))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", query_first)
+    rotate(live, keep=3)
+    assert seen == [len(first) + len(second)]

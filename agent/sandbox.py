@@ -1,0 +1,164 @@
+"""The DuckDB that runs the user's SQL: no files, bounded in time, memory and result size.
+
+User SQL runs in its own in-memory DuckDB whose only data is the `logs` relation, an Arrow
+stream fed by the trusted reader (agent/stream.py). Before any SQL runs, this database has
+file system access switched off with no allowed paths, no temporary directory (DuckDB would
+allow SQL to read it: spilling is off, a query that needs more memory fails with a message),
+no extension loading, no scans of Python variables, and its configuration locked.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from agent.events import FIELDS
+
+_READ_ONLY = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+
+
+class QueryError(Exception):
+    """A query that cannot run or did not finish: bad SQL, not read-only, over a limit."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds of one query (`--timeout`, `--memory-limit`, `--max-rows`)."""
+
+    timeout_seconds: float = 600.0
+    memory_bytes: int = 512 << 20
+    threads: int = 2
+    max_rows: int = 100_000
+
+
+def _walk(node: Any) -> Any:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def needed_columns(sql: str) -> list[str]:
+    """The `logs` columns `sql` may use, from DuckDB's own parse tree (no data touched).
+
+    Over-approximates: any column reference with an event field's name counts, and `*`,
+    `COLUMNS(...)`, a whole-row reference or a parse tree that cannot be read means all.
+    Leaving a needed column out could only fail loudly (an unknown column), never answer
+    wrongly, and the reader then parses only what the query uses.
+    """
+    con = duckdb.connect(":memory:", config={"enable_external_access": False})
+    try:
+        text = con.execute("SELECT json_serialize_sql($sql)", {"sql": sql}).fetchone()
+    except duckdb.Error:
+        return list(FIELDS)
+    finally:
+        con.close()
+    tree = json.loads(str(text[0])) if text else {"error": True}
+    if tree.get("error"):
+        return list(FIELDS)
+    names: set[str] = set()
+    aliases = {"logs"}
+    for node in _walk(tree):
+        if node.get("type") == "BASE_TABLE" and node.get("alias"):
+            aliases.add(str(node["alias"]).lower())
+    for node in _walk(tree):
+        names.update(str(n).lower() for n in node.get("using_columns") or [])
+        kind = node.get("class")
+        if kind == "STAR":
+            return list(FIELDS)
+        if kind == "COLUMN_REF":
+            parts = [str(p).lower() for p in node.get("column_names") or []]
+            if len(parts) == 1 and parts[0] in aliases:
+                return list(FIELDS)
+            if parts:
+                names.add(parts[-1])
+    used = [f for f in FIELDS if f in names]
+    # `count(*)` alone needs rows, not values: the cheapest column carries them.
+    return used or ["status"]
+
+
+def _connect(limits: Limits) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(
+        ":memory:",
+        config={
+            "threads": limits.threads,
+            "memory_limit": f"{max(limits.memory_bytes >> 20, 64)}MiB",
+            "temp_directory": "",
+            "python_enable_replacements": False,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        },
+    )
+
+
+def _lock(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as error:
+        raise QueryError(str(error)) from None
+    if len(statements) != 1:
+        raise QueryError(f"expected exactly one SQL statement, got {len(statements)}")
+    if statements[0].type not in _READ_ONLY:
+        raise QueryError(f"only SELECT queries are allowed, not {statements[0].type.name}")
+
+
+def run(
+    logs: object,
+    sql: str,
+    parameters: Mapping[str, object],
+    limits: Limits,
+    on_timeout: Any = None,
+) -> tuple[list[str], list[tuple[object, ...]]]:
+    """Run one read-only statement over `logs` (an Arrow stream object) within `limits`."""
+    con = _connect(limits)
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        timed_out.set()
+        con.interrupt()
+        if on_timeout is not None:
+            on_timeout()
+
+    timer = threading.Timer(limits.timeout_seconds, stop)
+    try:
+        con.register("logs", logs)
+        _lock(con)
+        check_read_only(con, sql)
+        timer.start()
+        try:
+            cursor = con.execute(sql, dict(parameters) or None)
+            rows = cursor.fetchmany(limits.max_rows + 1)
+        except duckdb.OutOfMemoryException:
+            raise QueryError(
+                f"the query needs more than {limits.memory_bytes >> 20} MiB "
+                "(--memory-limit); aggregate more, add a LIMIT or raise the limit"
+            ) from None
+        except duckdb.InterruptException:
+            if timed_out.is_set():
+                raise QueryError(
+                    f"the query ran longer than {limits.timeout_seconds:g} s (--timeout)"
+                ) from None
+            raise
+        if len(rows) > limits.max_rows:
+            raise QueryError(
+                f"the result has more than {limits.max_rows} rows (--max-rows); "
+                "aggregate or add a LIMIT"
+            )
+        columns = [d[0] for d in cursor.description or []]
+        return columns, rows
+    finally:
+        timer.cancel()
+        con.close()
