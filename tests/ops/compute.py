@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import tarfile
 import tempfile
 import threading
@@ -202,6 +203,16 @@ class ComputeNodes:
                 "ChecksumSHA256": "",
             },
         }
+
+
+def reference_rows(folder: Path, *query: str) -> list[dict[str, Any]]:
+    """What the agent answers for one query over ``folder`` as a whole: the reference a merged
+    answer must equal."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert agent_main(["query", "--logs", str(folder), *query, "--format", "json"]) == 0
+    rows: list[dict[str, Any]] = json.loads(out.getvalue())
+    return rows
 
 
 def _matches(constraints: list[Mapping[str, Any]], node: Node) -> bool:

@@ -22,7 +22,7 @@ from agent.cli import main as agent_main
 from agent.generate import backfill_lines
 from agent.named import Named
 from agent.s3 import make_client
-from tests.ops.compute import ComputeNodes, Node
+from tests.ops.compute import ComputeNodes, Node, reference_rows
 from tests.ops.conftest import Cli, partial
 from tests.support.s3_server import moto_s3_server
 
@@ -110,14 +110,6 @@ def _fill_archive(s3: Any, s3_endpoint: str, reference: Path) -> None:
     assert sum(o["Key"].endswith("compacted.parquet") for o in listed) == 2
 
 
-def _reference(folder: Path, *query: str) -> list[dict[str, Any]]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        assert agent_main(["query", "--logs", str(folder), *query, "--format", "json"]) == 0
-    rows: list[dict[str, Any]] = json.loads(out.getvalue())
-    return rows
-
-
 def test_three_regions_each_read_their_own_bucket_concurrently_into_one_answer(
     archive_cli: Cli, s3: Any, s3_endpoint: str, tmp_path: Path
 ):
@@ -129,7 +121,7 @@ def test_three_regions_each_read_their_own_bucket_concurrently_into_one_answer(
             "--limit", "25", "--format", "json",
         )  # fmt: skip
     assert code == 0, err
-    reference = _reference(
+    reference = reference_rows(
         tmp_path / "reference", "--named", "top-referring-sites", "--limit", "25"
     )
     assert json.loads(out) == reference and reference

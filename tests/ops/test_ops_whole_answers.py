@@ -8,7 +8,6 @@ as the job's S3 publisher would (pkg/publisher/s3/publisher.go).
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import shutil
 from collections.abc import Iterator
@@ -18,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from agent.cli import main as agent_main
 from agent.generate import backfill_lines
 from agent.s3 import make_client
-from tests.ops.compute import API_OUTPUT_LIMIT, ComputeNodes, Node
+from tests.ops.compute import API_OUTPUT_LIMIT, ComputeNodes, Node, reference_rows
 from tests.ops.conftest import NODES, Cli
 from tests.support.s3_server import moto_s3_server
 
@@ -65,14 +63,6 @@ def whole_cli(cli: Cli, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Cl
     return cli
 
 
-def _reference(folder: Path, *query: str) -> list[dict[str, Any]]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        assert agent_main(["query", "--logs", str(folder), *query, "--format", "json"]) == 0
-    rows: list[dict[str, Any]] = json.loads(out.getvalue())
-    return rows
-
-
 def test_an_answer_longer_than_2_kib_arrives_whole_and_merged(whole_cli: Cli, nodes, s3_endpoint):
     node_list, everything = nodes
     client = make_client(s3_endpoint, "us-east-1")
@@ -81,7 +71,7 @@ def test_an_answer_longer_than_2_kib_arrives_whole_and_merged(whole_cli: Cli, no
             "query", "security-analysis", "--threshold", "3", "--format", "json"
         )
     assert code == 0, err
-    reference = _reference(everything, "--named", "security-analysis", "--threshold", "3")
+    reference = reference_rows(everything, "--named", "security-analysis", "--threshold", "3")
     assert json.loads(out) == reference
     assert len(json.dumps(reference)) > 4 * API_OUTPUT_LIMIT
     cut = [e for e in compute.executions if len(e["stdout"]) > API_OUTPUT_LIMIT]
