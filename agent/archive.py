@@ -4,6 +4,7 @@
 <prefix>region=<region>/dt=YYYY-MM-DD/hour=HH/compacted.parquet one per hour
 """
 
+import enum
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,8 +34,32 @@ EVENT_COLUMNS = (
     ("http_user_agent", pa.string()),
 )
 EVENT_SCHEMA = pa.schema(EVENT_COLUMNS)
-# compacted.parquet: the event and its identity (null for lines archived before identities).
-COMPACTED_SCHEMA = pa.schema([*EVENT_COLUMNS, ("event_id", pa.string())])
+# compacted.parquet: the event and its identity, `event_id` split at its last `:` when what
+# follows is a canonical decimal offset (`node:inode-fingerprint` : `1048576`): the source
+# repeats for a whole file, so it costs nothing as a dictionary, and sorted offsets delta-encode
+# to about a byte, where the whole string costs over two. Any other id (`node:unverified:uuid`)
+# is kept whole in the source with a null offset; both are null for lines archived before
+# identities. `event_id = source || ':' || offset` when the offset is set, else `source`.
+ID_SOURCE, ID_OFFSET = "event_id_source", "event_id_offset"
+COMPACTED_SCHEMA = pa.schema([*EVENT_COLUMNS, (ID_SOURCE, pa.string()), (ID_OFFSET, pa.int64())])
+# Files written before the split hold `event_id` whole; older ones have no identity at all.
+WHOLE_ID_SCHEMA = pa.schema([*EVENT_COLUMNS, ("event_id", pa.string())])
+
+
+class IdColumns(enum.Enum):
+    """How a compacted file stores `event_id`."""
+
+    NONE = "none"
+    WHOLE = "whole"
+    SPLIT = "split"
+
+
+def id_columns(names: Iterable[str]) -> IdColumns:
+    """The identity layout of a compacted file with these column names."""
+    present = set(names)
+    if {ID_SOURCE, ID_OFFSET} <= present:
+        return IdColumns.SPLIT
+    return IdColumns.WHOLE if "event_id" in present else IdColumns.NONE
 
 
 @dataclass(frozen=True, order=True)

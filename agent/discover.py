@@ -26,9 +26,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from agent.archive import COMPACTED_NAME, RAW_SUFFIX, decode_sources, partition_values
+from agent.archive import (
+    COMPACTED_NAME,
+    RAW_SUFFIX,
+    IdColumns,
+    decode_sources,
+    id_columns,
+    partition_values,
+)
 from agent.archive import partition_span as span_of
-from agent.events import EVENT_ID
 from agent.times import EVENT_TIME_FORMAT
 
 PARTITION_KEYS = ("region", "dt", "hour")
@@ -80,7 +86,7 @@ class Compacted:
 
     path: Path
     sources: frozenset[str]
-    has_event_id: bool
+    ids: IdColumns
     rows: int
 
 
@@ -359,8 +365,7 @@ def read_compacted(path: Path) -> Compacted:
         # pyarrow raises ArrowInvalid (a ValueError) for a file that is not Parquet.
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(message) from None
-    has_id = EVENT_ID in metadata.schema.names
-    return Compacted(path, sources, has_id, metadata.num_rows)
+    return Compacted(path, sources, id_columns(metadata.schema.names), metadata.num_rows)
 
 
 def _select_hour(directory: Path, names: list[str], selection: Selection) -> None:

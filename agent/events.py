@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.archive import EVENT_COLUMNS
+from agent.archive import EVENT_COLUMNS, ID_OFFSET, ID_SOURCE, IdColumns
 
 FIELDS = tuple(name for name, _ in EVENT_COLUMNS)
 INTEGER_FIELDS = {"status": "INTEGER", "body_bytes_sent": "BIGINT"}
@@ -47,10 +47,10 @@ class RawFile:
 
 @dataclass(frozen=True)
 class ParquetFile:
-    """A compacted file; files written before event identities have no `event_id` column."""
+    """A compacted file and how it stores `event_id` (agent/archive.py)."""
 
     sql_path: str
-    has_event_id: bool
+    ids: IdColumns
 
 
 def literal_path(path: str) -> str:
@@ -143,15 +143,25 @@ def raw_rows(files: Sequence[RawFile], with_event_id: bool) -> str:
 def compacted_rows(files: Sequence[ParquetFile], with_event_id: bool) -> str:
     """Rows of compacted files, typed like raw rows and all `_ok`."""
     parts = []
-    for has_id in (False, True):
-        group = [f for f in files if f.has_event_id == has_id]
+    for layout in IdColumns:
+        group = [f for f in files if f.ids is layout]
         if group:
             columns = ", ".join(f"CAST({f} AS {DUCK_TYPES[f]}) AS {f}" for f in FIELDS)
             if with_event_id:
-                columns += f", {EVENT_ID}" if has_id else f", NULL::VARCHAR AS {EVENT_ID}"
+                columns += f", {_stored_id(layout)} AS {EVENT_ID}"
             paths = _path_list(f.sql_path for f in group)
             parts.append(f"SELECT {columns}, true AS {OK} FROM read_parquet({paths})")
     return " UNION ALL ".join(parts)
+
+
+def _stored_id(layout: IdColumns) -> str:
+    """`event_id` as the compacted file stores it, exactly as it was archived."""
+    if layout is IdColumns.SPLIT:
+        return (
+            f"CASE WHEN {ID_OFFSET} IS NULL THEN {ID_SOURCE} "
+            f"ELSE {ID_SOURCE} || ':' || {ID_OFFSET}::VARCHAR END"
+        )
+    return EVENT_ID if layout is IdColumns.WHOLE else "NULL::VARCHAR"
 
 
 def window_filter(since: datetime | None, until: datetime | None) -> str:

@@ -88,7 +88,7 @@ def _compacted(hour: ArchiveHour, names: dict[str, Path]) -> list[ParquetFile]:
         return []
     sql_path = literal_path(str(hour.compacted.path.resolve()))
     names[sql_path] = hour.compacted.path
-    return [ParquetFile(sql_path, hour.compacted.has_event_id)]
+    return [ParquetFile(sql_path, hour.compacted.ids)]
 
 
 def run_query(

@@ -6,9 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_agent
 
 from agent.cli import main
+from tests.agent.conftest import run_agent
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import requests
-from conftest import event_line, query_json, run_agent
 
-from agent.archive import REJECTED_KEY, SOURCES_KEY
+from agent.archive import ID_OFFSET, ID_SOURCE, REJECTED_KEY, SOURCES_KEY
 from agent.compact import Compactor
 from agent.generate import backfill_lines
 from agent.s3 import S3Client, make_client
+from tests.agent.conftest import event_line, query_json, run_agent
 
 pytestmark = pytest.mark.s3
 
@@ -44,7 +44,7 @@ def _compacted(client: S3Client, bucket: str) -> tuple[list[dict[str, object]], 
         "sources": sorted(json.loads(metadata[SOURCES_KEY.encode()])),
         "rejected": json.loads(metadata[REJECTED_KEY.encode()]),
     }
-    return table.drop_columns(["event_id"]).to_pylist(), recorded
+    return table.drop_columns([ID_SOURCE, ID_OFFSET]).to_pylist(), recorded
 
 
 def _compactor(client: S3Client, bucket: str) -> Compactor:

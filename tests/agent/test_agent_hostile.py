@@ -8,7 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import count, event_line, run_agent, write_raw
+
+from tests.agent.conftest import count, event_line, run_agent, write_raw
 
 GOOD = [event_line(request=f"/page/{i}") for i in range(50)]
 

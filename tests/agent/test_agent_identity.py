@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import count, event_line, write_raw
 
 from agent.compact import Compactor
 from agent.s3 import S3Client, make_client
+from tests.agent.conftest import count, event_line, write_raw
 
 pytestmark = pytest.mark.s3
 
@@ -91,7 +91,8 @@ def test_replay_after_compaction_is_removed_against_compacted_rows(
     outcome = compactor.run_once().outcomes[0]
     assert (outcome.events, outcome.duplicates) == (206, len(archived) - 190)
     table = pq.read_table(io.BytesIO(_object(client, bucket, HOUR + "compacted.parquet")))
-    assert table.column("event_id").null_count == 0
+    assert table.column("event_id_source").null_count == 0
+    assert table.column("event_id_offset").null_count == 0
     assert table.num_rows == 206
 
 

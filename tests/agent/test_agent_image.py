@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import REPO
+from tests.agent.conftest import REPO
 
 DOCKERFILE = (REPO / "agent" / "Dockerfile").read_text()
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from conftest import query_json, run_agent, write_events
 
 from agent.archive import EVENT_SCHEMA, encode_metadata
 from agent.named import Named
+from tests.agent.conftest import query_json, run_agent, write_events
 
 
 def _rows(events: list[dict[str, object]], key: str, status: int) -> Counter[object]:

@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, event_line
 
 from agent.discover import Window
 from agent.query import run_query
 from agent.rotation import rotate
+from tests.agent.conftest import REPO, event_line
 
 
 def _write(path: Path, text: str) -> None:

@@ -7,7 +7,8 @@ from a second, trusted DuckDB (agent/stream.py). These tests attack it from `--s
 from pathlib import Path
 
 import pytest
-from conftest import event_line, run_agent, write_raw
+
+from tests.agent.conftest import event_line, run_agent, write_raw
 
 
 @pytest.fixture
