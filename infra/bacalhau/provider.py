@@ -235,7 +235,7 @@ class BacalhauJobProvider(ResourceProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         client = self._client(integral_floats_to_ints(props))
         live = client.get_job(id_)
-        if live is None or _state_name(live) in TERMINAL_JOB_STATES:
+        if live is None or job_state(live) in TERMINAL_JOB_STATES:
             return
         client.stop_job(id_, reason="deleted by Pulumi")
 
@@ -313,14 +313,14 @@ def rollout_progress(
     job: Mapping[str, Any], version: Any, executions: list[dict[str, Any]]
 ) -> RolloutProgress:
     """Where the rollout of ``version`` stands, from the job and that version's executions."""
-    state = _state_name(job)
+    state = job_state(job)
     if job.get("Version") != version:
         other = job.get("Version")
         return RolloutProgress(False, f"the job was updated to version {other} meanwhile", "")
     if state in TERMINAL_JOB_STATES:
         message = (job.get("State") or {}).get("Message") or "no message"
         return RolloutProgress(False, f"the job is {state}: {message}", "")
-    states = [(execution, _execution_state(execution)) for execution in executions]
+    states = [(execution, execution_state(execution)) for execution in executions]
     failed = [
         f"node {execution.get('NodeID')}: {_execution_message(execution, name)}"
         for execution, name in states
@@ -458,19 +458,11 @@ def _public_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _status(job_id: str, live: Mapping[str, Any]) -> dict[str, Any]:
-    return {"job_id": job_id, "version": live.get("Version"), "state": _state_name(live)}
+    return {"job_id": job_id, "version": live.get("Version"), "state": job_state(live)}
 
 
 def _describe(job: Mapping[str, Any], version: Any) -> str:
     return f"job '{job_name(job)}' ({job.get('ID')}) version {version}"
-
-
-def _state_name(live: Mapping[str, Any]) -> str:
-    return job_state(live)
-
-
-def _execution_state(execution: Mapping[str, Any]) -> str:
-    return execution_state(execution)
 
 
 def _execution_message(execution: Mapping[str, Any], state: str) -> str:

@@ -23,6 +23,7 @@ import requests
 
 from infra import nodeconfig, tls
 from infra.bacalhau.client import BacalhauClient
+from infra.bacalhau.states import TERMINAL_JOB_STATES, job_state
 from infra.versions import BACALHAU_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -330,13 +331,10 @@ class Cluster:
         return True if answer.ok else None
 
 
-TERMINAL_JOB_STATES = frozenset({"Completed", "Failed", "Stopped"})
-
-
 def stop_if_active(cluster: Cluster, job_id: str) -> None:
     """Stop a job a test submitted; v1.9.3 answers 500 to stopping one already terminal
     (pkg/orchestrator/endpoint.go StopJob: "cannot transition"), so look first."""
     client = cluster.client()
     live = client.get_job(job_id)
-    if live is not None and live["State"]["StateType"] not in TERMINAL_JOB_STATES:
+    if live is not None and job_state(live) not in TERMINAL_JOB_STATES:
         client.stop_job(job_id, reason="test done")
