@@ -1,6 +1,7 @@
 """Benchmark of the Logstash Ruby filters: events/s of the edge aggregation (with a geoip
-stand-in) and of the event identity filter, under MRI or the JRuby the pinned Logstash bundles,
-and bytes sent to OpenSearch per hour against raw bytes at 1,000 events/s on one node. By hand:
+stand-in, with and without its crash journal) and of the event identity filter, under MRI or the
+JRuby the pinned Logstash bundles, and bytes sent to OpenSearch per hour against raw bytes at
+1,000 events/s on one node. By hand:
 
     .venv/bin/python bench/logstash_bench.py [--ruby jruby|mri] [--seconds 600] [--window 60]
 
@@ -79,19 +80,25 @@ def main() -> None:
         check=True,
         cwd=REPO,
     )
-    result = json.loads(
-        subprocess.run(
-            [
-                *ruby_command(args.ruby),
-                str(BENCH_DIR / "logstash_bench.rb"),
-                str(events),
-                str(args.window),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-    )
+    # Each mode in its own interpreter, one after the other: the journal's cost is the ratio.
+    runs = {
+        mode: json.loads(
+            subprocess.run(
+                [
+                    *ruby_command(args.ruby),
+                    str(BENCH_DIR / "logstash_bench.rb"),
+                    str(events),
+                    str(args.window),
+                    mode,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        for mode in ("journal", "memory")
+    }
+    result = runs["journal"]
     per_hour = 3600 / args.seconds
     raw_per_hour = result["raw_bytes"] * per_hour
     sent_per_hour = result["bulk_bytes"] * per_hour
@@ -102,6 +109,13 @@ def main() -> None:
         "raw_bytes_per_hour": round(raw_per_hour),
         "opensearch_bytes_per_hour": round(sent_per_hour),
         "reduction_percent": round(100 * (1 - sent_per_hour / raw_per_hour), 3),
+        "without_journal": {
+            key: runs["memory"][key]
+            for key in ("cpu_events_per_second", "second_half_cpu_events_per_second")
+        },
+        "journal_cost": round(
+            runs["memory"]["cpu_events_per_second"] / result["cpu_events_per_second"], 3
+        ),
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
     }

@@ -1,13 +1,22 @@
 # Drives logstash/ruby/edge_metrics.rb over generated NDJSON with the Event stand-in, under MRI
 # or JRuby, and prints JSON measurements. Run through bench/logstash_bench.py.
-# Usage: ruby bench/logstash_bench.rb EVENTS.ndjson WINDOW_SECONDS
+# Usage: ruby bench/logstash_bench.rb EVENTS.ndjson WINDOW_SECONDS [journal|memory]
+# `journal` gives the aggregation a state_dir (a temporary directory on this machine's disk), as
+# logstash/pipeline/metrics.conf does; `memory` leaves it out, to measure what the journal costs.
 require "json"
 require "time"
+require "tmpdir"
 require_relative "../tests/logstash/ruby/logstash_stub"
 
-path, window, script = ARGV
-script ||= File.expand_path("../logstash/ruby/edge_metrics.rb", __dir__)
-filter = ScriptFilter.new(script, "window_seconds" => window, "region" => "bench", "node" => "bench-node")
+path, window, mode = ARGV
+mode ||= "journal"
+raise ArgumentError, "mode must be journal or memory, got #{mode}" unless %w[journal memory].include?(mode)
+
+script = File.expand_path("../logstash/ruby/edge_metrics.rb", __dir__)
+state_dir = mode == "journal" ? Dir.mktmpdir("edge-metrics-bench") : ""
+at_exit { FileUtils.remove_entry(state_dir) unless state_dir.empty? }
+filter = ScriptFilter.new(script, "window_seconds" => window, "region" => "bench", "node" => "bench-node",
+                                  "state_dir" => state_dir)
 
 # CPU time of this (the worker's) thread: on a shared machine wall-clock time mostly measures
 # the neighbours. JRuby has no CLOCK_THREAD_CPUTIME_ID; the JVM's thread bean gives the same.
@@ -34,11 +43,15 @@ def geoip_stand_in(event, geo_by_address)
   geo.each { |field, value| event.set("[source][geo][#{field}]", value) }
 end
 
+# Each event carries the event_id the ingest pipeline gives it (its byte offset in the file), so
+# the aggregation's replay check runs as it does in Logstash.
 raw_bytes = 0
 events = File.foreach(path).map do |line|
-  raw_bytes += line.bytesize
   data = JSON.parse(line)
-  LogStash::Event.new(data.merge("@timestamp" => Time.iso8601(data["time_local"] + "Z")))
+  event_id = "bench-node:1-0123456789abcdef:#{raw_bytes}"
+  raw_bytes += line.bytesize
+  LogStash::Event.new(data.merge("@timestamp" => Time.iso8601(data["time_local"] + "Z"),
+                                 "@metadata" => { "event_id" => event_id }))
 end
 
 metrics = []
@@ -96,5 +109,6 @@ puts JSON.generate(
   "bulk_bytes" => bulk_bytes,
   "identity_cpu_events_per_second" => lines.size / identity_cpu,
   "identity_unverified" => unverified,
+  "mode" => mode,
   "ruby" => RUBY_DESCRIPTION
 )

@@ -201,6 +201,19 @@ def test_ticks_and_ruby_script_agree_with_the_script(plugins: dict[str, list[Plu
     assert 'METRIC_TAG = "bacalhau_metrics"' in script
 
 
+def test_the_metrics_journal_lives_on_the_host_mount(plugins: dict[str, list[Plugin]]) -> None:
+    """The aggregation's journal must outlive the container like the queues it complements, so
+    its state_dir is under path.data, which jobs/logstash.yaml mounts read-write from the host."""
+    ruby = only(plugins["metrics"], "filter", "ruby").settings
+    state_dir = Path(ruby["script_params"]["state_dir"])
+    data = Path(settings_yml()["path.data"])
+    assert state_dir.parent == data
+    job = yaml.safe_load((LOGSTASH_DIR.parent / "jobs" / "logstash.yaml").read_text())
+    (task,) = job["Tasks"]
+    mounts = {m["Target"]: m["Source"]["Params"] for m in task["InputSources"]}
+    assert mounts[str(data)]["ReadWrite"] is True
+
+
 def test_every_environment_variable_is_a_documented_one() -> None:
     referenced = {
         match.group(1)

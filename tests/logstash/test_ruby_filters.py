@@ -14,7 +14,11 @@ import pytest
 from logstash_support import LOGSTASH_DIR
 
 RUBY_TESTS = Path(__file__).parent / "ruby"
-SUITES = (RUBY_TESTS / "test_edge_metrics.rb", RUBY_TESTS / "test_event_identity.rb")
+SUITES = (
+    RUBY_TESTS / "test_edge_metrics.rb",
+    RUBY_TESTS / "test_edge_metrics_journal.rb",
+    RUBY_TESTS / "test_event_identity.rb",
+)
 # A suite that silently lost its tests would still "pass"; these must have run.
 REQUIRED = (
     "EdgeMetricsTest#test_normalization_drops_query_replaces_ids_and_caps_depth",
@@ -22,6 +26,11 @@ REQUIRED = (
     "EdgeMetricsTest#test_integer_statuses_fill_the_403_404_429_lists",
     "EdgeMetricsTest#test_top_n_cut_ranks_by_count_then_key_and_applies_minimum_count",
     "EdgeMetricsTest#test_a_later_window_closes_the_earlier_one_with_counts_and_bytes",
+    "EdgeMetricsJournalTest#test_a_restart_keeps_the_counts_of_open_windows",
+    "EdgeMetricsJournalTest#test_events_delivered_again_after_a_restart_count_once",
+    "EdgeMetricsJournalTest#test_documents_lost_with_their_batch_are_emitted_again_with_the_same_ids",
+    "EdgeMetricsJournalTest#test_the_shared_replay_fixture",
+    "EdgeMetricsJournalTest#test_random_crashes_and_replays_never_lose_or_double_count",
     "EventIdentityTest#test_identical_lines_are_distinct_events_at_their_offsets",
     "EventIdentityTest#test_a_restart_reproduces_the_ids_of_the_lines_it_reads_again",
     "EventIdentityTest#test_a_restart_inside_identical_lines_never_gives_one_id_to_two_lines",

@@ -104,11 +104,30 @@ module LogStash
   end
 end
 
-# Loads a script the way logstash-filter-ruby does (instance_eval into a fresh context) and
-# applies the plugin's rules to what filter returns.
+# Records what a script logs, level and message.
+class RecordingLogger
+  attr_reader :messages
+
+  def initialize
+    @messages = []
+  end
+
+  %i[debug info warn error].each do |level|
+    define_method(level) { |message, *_details| @messages << [level, message] }
+  end
+end
+
+# Loads a script the way logstash-filter-ruby does (instance_eval into a fresh context that
+# answers `logger`, as its Script::ExecutionContext does, v3.1.8) and applies the plugin's rules
+# to what filter returns.
 class ScriptFilter
+  attr_reader :logger
+
   def initialize(path, params)
+    @logger = RecordingLogger.new
     @context = Object.new
+    recording = @logger
+    @context.define_singleton_method(:logger) { recording }
     @context.instance_eval(File.read(path), path, 1)
     @context.register(params)
   end
