@@ -3,17 +3,20 @@
 ECR repositories here have immutable tags, so a tag must change exactly when the image would:
 ``context_digest`` hashes every file Docker would send as the build context (honouring the
 context's ``.dockerignore`` like Docker does: later patterns win, ``!`` re-includes, ``**``
-spans directories), plus the Dockerfile and the target platform. Pure: no Pulumi, no Docker.
+spans directories), plus the Dockerfile, the target platform and the build args. Pure: no Pulumi,
+no Docker.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 DIGEST_LENGTH = 16
+_NO_BUILD_ARGS: Mapping[str, str] = MappingProxyType({})
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -68,8 +71,14 @@ def context_files(context: Path) -> list[str]:
     return sorted(name for name in files if not is_ignored(name, rules))
 
 
-def context_digest(context: Path, dockerfile: Path, platform: str) -> str:
-    """A hex digest that changes when any sent file, the Dockerfile or the platform changes."""
+def context_digest(
+    context: Path,
+    dockerfile: Path,
+    platform: str,
+    build_args: Mapping[str, str] = _NO_BUILD_ARGS,
+) -> str:
+    """A hex digest that changes when any sent file, the Dockerfile, the platform or a build arg
+    changes."""
     digest = hashlib.sha256()
     for part in (platform.encode(), dockerfile.read_bytes()):
         digest.update(len(part).to_bytes(8, "big") + part)
@@ -77,9 +86,22 @@ def context_digest(context: Path, dockerfile: Path, platform: str) -> str:
         content = (context / name).read_bytes()
         for part in (name.encode(), content):
             digest.update(len(part).to_bytes(8, "big") + part)
+    # After the files, and only when there are any, so an image built without args keeps the tag
+    # it had before args were hashed. The NUL a file name cannot contain keeps an arg from ever
+    # reading like a (name, content) pair of the context.
+    for key in sorted(build_args):
+        for part in (b"\0" + key.encode(), build_args[key].encode()):
+            digest.update(len(part).to_bytes(8, "big") + part)
     return digest.hexdigest()
 
 
-def image_tag(stack: str, context: Path, dockerfile: Path, platform: str) -> str:
+def image_tag(
+    stack: str,
+    context: Path,
+    dockerfile: Path,
+    platform: str,
+    build_args: Mapping[str, str] = _NO_BUILD_ARGS,
+) -> str:
     """``<stack>-<first 16 hex digits of the context digest>``, e.g. ``prod-3f2a...``."""
-    return f"{stack}-{context_digest(context, dockerfile, platform)[:DIGEST_LENGTH]}"
+    digest = context_digest(context, dockerfile, platform, build_args)
+    return f"{stack}-{digest[:DIGEST_LENGTH]}"

@@ -24,7 +24,7 @@ from pydantic.alias_generators import to_camel
 from infra import capacity, naming
 from infra.config_model import StrictModel
 from infra.settings_aws import AWS_REGIONS, AwsSettings, SearchPlacement, vpc_cidr_problems
-from infra.versions import BACALHAU_VERSION, BACALHAU_VERSION_PATTERN
+from infra.versions import BACALHAU_VERSION, BACALHAU_VERSION_PATTERN, LOGSTASH_BASE_IMAGE
 
 PROJECT = "bacalhau-logs"
 
@@ -36,6 +36,8 @@ _NATS_URL = re.compile(r"(nats|tls)://[^\s/]+")
 _API_URL = re.compile(r"https?://[^\s]+")
 _ARCHIVE_PREFIX = re.compile(r"([a-z0-9][a-z0-9._-]*/)+")
 _EC2_INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
+# The digest part of an `image@sha256:<hex>` reference; only the sha256 form is accepted.
+_IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 TOKEN_KEY = "orchestratorToken"
 API_KEY_KEY = "orchestratorApiKey"
@@ -145,12 +147,26 @@ class ArchiveSettings(StrictModel):
 
 class VersionSettings(StrictModel):
     bacalhau: str = BACALHAU_VERSION
+    # Optional: the digest of LOGSTASH_BASE_IMAGE, verified by whoever sets it. The repository
+    # cannot ship one (no checkable source publishes it), so without it the Dockerfile's tag
+    # default applies.
+    logstash_base_digest: str | None = None
 
     @field_validator("bacalhau")
     @classmethod
     def _supported_bacalhau(cls, value: str) -> str:
         if not BACALHAU_VERSION_PATTERN.fullmatch(value):
             raise ValueError("must be a Bacalhau v1.9.x release tag, like 'v1.9.3'")
+        return value
+
+    @field_validator("logstash_base_digest")
+    @classmethod
+    def _image_digest(cls, value: str | None) -> str | None:
+        if value is not None and not _IMAGE_DIGEST.fullmatch(value):
+            raise ValueError(
+                "must be an image digest, 'sha256:' and 64 lowercase hex digits "
+                f"(the digest of {LOGSTASH_BASE_IMAGE})"
+            )
         return value
 
 

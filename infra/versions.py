@@ -1,8 +1,9 @@
 """Every version the stack pins, in one place.
 
-Images are pinned by tag (never ``latest``); the images this stack builds itself (agent, logstash)
-are referenced by immutable digest in job specs instead. Bump a version here and every component,
-node config and job spec that uses it follows.
+Images are pinned by tag (never ``latest``; a stack may pin the Logstash base by digest on top);
+the images this stack builds itself (agent, logstash) are referenced by immutable digest in job
+specs instead. Bump a version here and every component, node config and job spec that uses it
+follows.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ OPENSEARCH_VERSION = "2.19.1"
 OPENSEARCH_IMAGE = f"opensearchproject/opensearch:{OPENSEARCH_VERSION}"
 DASHBOARDS_IMAGE = f"opensearchproject/opensearch-dashboards:{OPENSEARCH_VERSION}"
 REGISTRY_IMAGE = "registry:2.8.3"
+# The base of logstash/Dockerfile (its `LOGSTASH_BASE` build argument's default must equal this;
+# tests/infra/test_images.py checks it). Pinned by tag only: no source this project can check
+# publishes the tag's digest, so a stack that has verified one pins it with
+# `bacalhau-logs:versions.logstashBaseDigest` (infra/images.py turns that into the build arg).
+LOGSTASH_BASE_IMAGE = "docker.elastic.co/logstash/logstash-oss:8.19.20"
 
 
 def bacalhau_image(version: str, *, dind: bool = False) -> str:

@@ -30,10 +30,11 @@ class RegionImages(pulumi.ComponentResource):
     """Creates one ``docker.Image`` per image, built for linux/amd64 and pushed to the region's
     repository with a short-lived ECR token (a secret, fetched through the region's provider).
 
-    Tags are ``<stack>-<build context digest>`` (``infra.build_context``): the repositories'
-    tags are immutable, so an unchanged context keeps its tag and pushes nothing, and a changed
-    one gets a new tag. ``references`` maps each image to ``<repository>@sha256:...``, which the
-    job specs use, so a changed image shows as a job diff in ``pulumi preview``.
+    Tags are ``<stack>-<build context digest>`` (``infra.build_context``, build args included):
+    the repositories' tags are immutable, so an unchanged build keeps its tag and pushes nothing,
+    and a changed one (a new file, or a new pinned base digest) gets a new tag. ``references``
+    maps each image to ``<repository>@sha256:...``, which the job specs use, so a changed image
+    shows as a job diff in ``pulumi preview``.
     """
 
     references: dict[str, pulumi.Output[str]]
@@ -52,12 +53,16 @@ class RegionImages(pulumi.ComponentResource):
         )
         self.references = {}
         for built in args.images:
-            tag = image_tag(args.stack, built.context, built.dockerfile, PLATFORM)
+            tag = image_tag(args.stack, built.context, built.dockerfile, PLATFORM, built.build_args)
             image = docker.Image(
                 f"{name}-{built.name}",
                 image_name=pulumi.Output.concat(args.repository_urls[built.name], ":", tag),
                 build=docker.DockerBuildArgs(
-                    context=str(built.context), dockerfile=str(built.dockerfile), platform=PLATFORM
+                    context=str(built.context),
+                    dockerfile=str(built.dockerfile),
+                    platform=PLATFORM,
+                    # None rather than {} without args, so existing images see no input change.
+                    args=dict(built.build_args) or None,
                 ),
                 registry=registry,
                 opts=pulumi.ResourceOptions(parent=self),

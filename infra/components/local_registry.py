@@ -80,6 +80,8 @@ class LocalRegistry(pulumi.ComponentResource):
                     context=str(built.context),
                     dockerfile=str(built.dockerfile),
                     platform="linux/amd64",
+                    # None rather than {} without args, so existing images see no input change.
+                    args=dict(built.build_args) or None,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[registry]),
             )

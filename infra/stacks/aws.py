@@ -40,7 +40,7 @@ from infra.components.aws_orchestrator import OrchestratorArgs, SelfHostedOrches
 from infra.components.aws_registry import RegionRegistry, RegionRegistryArgs
 from infra.components.aws_search import SearchDomain, SearchDomainArgs, domain_name
 from infra.components.jobs import RegionJobs
-from infra.images import STACK_IMAGES
+from infra.images import stack_images
 from infra.opensearch_setup import SearchWriter, SearchWriterArgs
 from infra.settings import (
     ConfigError,
@@ -415,7 +415,7 @@ def _declare_region(
     images = RegionImages(
         f"{name}-images",
         RegionImagesArgs(
-            images=STACK_IMAGES,
+            images=stack_images(settings.versions),
             repository_urls=registry.repository_urls,
             registry_id=account_id,
             stack=settings.stack,

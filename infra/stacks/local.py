@@ -14,7 +14,7 @@ from infra.components.local_region import NODE_ENV, LocalRegion, LocalRegionArgs
 from infra.components.local_registry import LocalRegistry, LocalRegistryArgs
 from infra.components.local_search import LocalSearch, LocalSearchArgs
 from infra.components.local_storage import LocalStorage, LocalStorageArgs
-from infra.images import STACK_IMAGES
+from infra.images import stack_images
 from infra.naming import stack_prefix
 from infra.settings import OrchestratorMode, Secrets, Settings
 from infra.stacks.shared import (
@@ -68,7 +68,8 @@ def declare_local(settings: Settings, secrets: Secrets) -> dict[str, Any]:
     )
     search = LocalSearch("search", LocalSearchArgs(context))
     registry = LocalRegistry(
-        "registry", LocalRegistryArgs(context, images=STACK_IMAGES, tag=settings.stack)
+        "registry",
+        LocalRegistryArgs(context, images=stack_images(settings.versions), tag=settings.stack),
     )
     regions = {
         region.name: LocalRegion(

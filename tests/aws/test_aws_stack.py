@@ -7,9 +7,10 @@ import json
 from typing import Any
 
 import pytest
-from aws_harness import ACCOUNT, DEPLOYER, AwsRun, prod_config, prod_settings, pulled
+from aws_harness import ACCOUNT, DEPLOYER, AwsRun, prod_config, prod_settings, pulled, run_aws
 
 from infra import aws_policies, cloudinit, nodeconfig
+from infra.versions import LOGSTASH_BASE_IMAGE
 from tests.support.pulumi_mocks import is_secret, unwrap
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
@@ -384,3 +385,22 @@ def yaml_files(node: Any) -> list[dict[str, Any]]:
 
     files: list[dict[str, Any]] = yaml.safe_load(node.inputs["userData"]["value"])["write_files"]
     return files
+
+
+def test_a_pinned_logstash_base_rebuilds_logstash_under_a_new_tag(prod_run: AwsRun) -> None:
+    """The ECR tags are immutable (aws_registry.py), so the pin must reach the build and the tag;
+    the agent image, which has no such arg, keeps both."""
+    digest = "sha256:" + "0123456789abcdef" * 4  # made up: the repository has no verified one
+    pinned = run_aws(prod_settings(versions={"logstashBaseDigest": digest}))
+    for region in REGIONS:
+        logstash, agent = (f"{region}-images-{image}" for image in ("logstash", "agent"))
+        assert prod_run.named(logstash).inputs["build"].get("args") is None
+        assert pinned.named(logstash).inputs["build"]["args"] == {
+            "LOGSTASH_BASE": f"{LOGSTASH_BASE_IMAGE}@{digest}"
+        }
+        assert (
+            pinned.named(logstash).inputs["imageName"]
+            != prod_run.named(logstash).inputs["imageName"]
+        )
+        assert pinned.named(agent).inputs["build"].get("args") is None
+        assert pinned.named(agent).inputs["imageName"] == prod_run.named(agent).inputs["imageName"]

@@ -127,3 +127,33 @@ def test_real_contexts_send_only_sources() -> None:
     assert "cli.py" in agent and "Dockerfile" not in agent
     assert not [name for name in agent if "__pycache__" in name]
     assert "pipeline/metrics.conf" in context_files(repo / "logstash")
+
+
+BASE = {"LOGSTASH_BASE": "docker.elastic.co/logstash/logstash-oss:8.19.20@sha256:" + "0" * 64}
+
+
+def test_tag_changes_with_the_build_args_and_not_with_their_order(tmp_path: Path) -> None:
+    """ECR tags here are immutable (aws_registry.py): a new pinned base that kept the tag would
+    push nothing and leave the old image in place."""
+    context, dockerfile = _context(tmp_path)
+    plain = image_tag("prod", context, dockerfile, "linux/amd64")
+    assert image_tag("prod", context, dockerfile, "linux/amd64", {}) == plain
+    pinned = image_tag("prod", context, dockerfile, "linux/amd64", BASE)
+    assert pinned != plain
+    other = {"LOGSTASH_BASE": BASE["LOGSTASH_BASE"].replace("@sha256:0", "@sha256:1")}
+    assert image_tag("prod", context, dockerfile, "linux/amd64", other) not in (plain, pinned)
+    both = {"B": "2", "A": "1"}
+    assert image_tag("prod", context, dockerfile, "linux/amd64", both) == image_tag(
+        "prod", context, dockerfile, "linux/amd64", dict(sorted(both.items()))
+    )
+
+
+def test_a_build_arg_never_digests_like_a_context_file(tmp_path: Path) -> None:
+    """Args are hashed after the files as (name, value) pairs; a file of the same name and
+    content must still give a different tag."""
+    context, dockerfile = _context(tmp_path)
+    key, value = "zz", "1"  # sorts after every file, so hashed where the arg would be
+    with_arg = image_tag("prod", context, dockerfile, "linux/amd64", {key: value})
+    (context / key).write_text(value)
+    assert context_files(context)[-1] == key
+    assert image_tag("prod", context, dockerfile, "linux/amd64") != with_arg

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from stack_harness import REPO, StackRun, run_program, stack_config
 
+from infra.versions import LOGSTASH_BASE_IMAGE
 from tests.support.pulumi_mocks import is_secret, unwrap
 
 CONTAINER = "docker:index/container:Container"
@@ -313,3 +314,24 @@ def test_images_build_from_their_own_directories(dev: StackRun) -> None:
     }
     assert builds["registry-agent"]["context"] == str(REPO / "agent")
     assert builds["registry-logstash"]["context"] == str(REPO / "logstash")
+
+
+def image_builds(run: StackRun) -> dict[str, dict[str, Any]]:
+    return {image.name: image.inputs["build"] for image in run.of_type("docker:index/image:Image")}
+
+
+def test_without_a_base_digest_the_dockerfile_default_applies(dev: StackRun) -> None:
+    assert [build.get("args") for build in image_builds(dev).values()] == [None, None]
+
+
+def test_a_pinned_base_digest_reaches_only_the_logstash_build() -> None:
+    digest = "sha256:" + "0123456789abcdef" * 4  # made up: the repository has no verified one
+    run = run_program(
+        local_config(REGIONS_3[:1], **{"bacalhau-logs:versions": {"logstashBaseDigest": digest}}),
+        stack="test",
+    )
+    builds = image_builds(run)
+    assert builds["registry-logstash"]["args"] == {
+        "LOGSTASH_BASE": f"{LOGSTASH_BASE_IMAGE}@{digest}"
+    }
+    assert builds["registry-agent"].get("args") is None

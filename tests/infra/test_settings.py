@@ -92,6 +92,35 @@ def test_bad_bacalhau_version(version: str) -> None:
     assert "bacalhau-logs:versions.bacalhau: must be a Bacalhau v1.9.x release tag" in message
 
 
+LOGSTASH_DIGEST = "sha256:" + "0123456789abcdef" * 4  # made up: only its shape matters here
+
+
+def test_logstash_base_digest_is_optional_and_kept_as_given() -> None:
+    assert parse_settings(raw(), stack="dev").versions.logstash_base_digest is None
+    settings = parse_settings(raw(versions={"logstashBaseDigest": LOGSTASH_DIGEST}), stack="dev")
+    assert settings.versions.logstash_base_digest == LOGSTASH_DIGEST
+
+
+@pytest.mark.parametrize(
+    "digest",
+    [
+        "0123456789abcdef" * 4,  # no algorithm
+        "sha256:" + "0123456789ABCDEF" * 4,  # registries write lowercase hex
+        "sha256:" + "0123456789abcdef" * 3,  # too short
+        "sha512:" + "0123456789abcdef" * 8,  # registries address images by sha256
+        "docker.elastic.co/logstash/logstash-oss:8.19.20@sha256:" + "0" * 64,  # a reference
+        "8.19.20",  # a tag
+    ],
+)
+def test_bad_logstash_base_digest_names_the_key_and_the_form(digest: str) -> None:
+    message = error_for(raw(versions={"logstashBaseDigest": digest}))
+    assert (
+        "bacalhau-logs:versions.logstashBaseDigest: must be an image digest, "
+        "'sha256:' and 64 lowercase hex digits" in message
+    )
+    assert repr(digest) in message
+
+
 def test_unknown_key_is_a_typo_not_ignored() -> None:
     message = error_for(raw(regions=[{"name": "us-east-1", "nodes": 1, "node": 3}]))
     assert "bacalhau-logs:regions[0].node: unknown key" in message
@@ -196,6 +225,10 @@ def test_prod_stack_file_parses() -> None:
     [
         ({"regions": [{"name": "us-east-1\n", "nodes": 1}]}, "regions[0].name"),
         ({"versions": {"bacalhau": "v1.9.3\n"}}, "versions.bacalhau"),
+        (
+            {"versions": {"logstashBaseDigest": "sha256:" + "a" * 64 + "\n"}},
+            "versions.logstashBaseDigest",
+        ),
         ({"archive": {"prefix": "logs/\n"}}, "archive.prefix"),
         (
             {"orchestrator": {**EXTERNAL, "natsUrl": "nats://orch.example:4222\n"}},

@@ -12,6 +12,8 @@ import yaml
 from logstash_support import LOGSTASH_DIR
 from lsconf import Plugin, parse
 
+from infra.versions import LOGSTASH_BASE_IMAGE
+
 DATA_DIR = "/usr/share/logstash/data"
 ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)(?::[^}]*)?\}")
 CREDENTIAL_SETTINGS = {"access_key_id", "secret_access_key", "session_token", "user", "password"}
@@ -225,9 +227,13 @@ def test_every_environment_variable_is_a_documented_one() -> None:
 
 def test_dockerfile_pins_the_base_and_copies_what_the_pipelines_name() -> None:
     dockerfile = (LOGSTASH_DIR / "Dockerfile").read_text()
-    base = re.search(r"^FROM (\S+)$", dockerfile, re.MULTILINE)
-    assert base and re.fullmatch(
-        r"docker\.elastic\.co/logstash/logstash-oss:\d+\.\d+\.\d+", base.group(1)
+    # The base is a build arg (a stack may pin its digest); its default is the pinned tag.
+    base = re.search(
+        r"^ARG LOGSTASH_BASE=(\S+)\nFROM \$\{LOGSTASH_BASE\}$", dockerfile, re.MULTILINE
+    )
+    assert base and base.group(1) == LOGSTASH_BASE_IMAGE
+    assert re.fullmatch(
+        r"docker\.elastic\.co/logstash/logstash-oss:\d+\.\d+\.\d+", LOGSTASH_BASE_IMAGE
     )
     assert re.search(
         r"logstash-plugin install --version \d+\.\d+\.\d+ logstash-output-opensearch", dockerfile

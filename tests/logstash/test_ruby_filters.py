@@ -13,6 +13,8 @@ import jruby
 import pytest
 from logstash_support import LOGSTASH_DIR
 
+from infra.versions import LOGSTASH_BASE_IMAGE
+
 RUBY_TESTS = Path(__file__).parent / "ruby"
 SUITES = (
     RUBY_TESTS / "test_edge_metrics.rb",
@@ -86,8 +88,10 @@ def test_ruby_suites_pass(name: str) -> None:
 
 
 def test_jruby_is_the_one_the_pinned_logstash_bundles() -> None:
-    """versions.yml at elastic/logstash v8.19.20 names jruby 9.4.15.0: the Dockerfile's tag and
-    the tested JRuby move together."""
+    """versions.yml at elastic/logstash v8.19.20 names jruby 9.4.15.0: the pinned tag (the
+    Dockerfile's base default, infra/versions.py) and the tested JRuby move together."""
     dockerfile = (LOGSTASH_DIR / "Dockerfile").read_text()
-    (base,) = re.findall(r"^FROM (\S+)$", dockerfile, re.MULTILINE)
-    assert base == f"docker.elastic.co/logstash/logstash-oss:{jruby.LOGSTASH_VERSION}"
+    (base,) = re.findall(r"^ARG LOGSTASH_BASE=(\S+)$", dockerfile, re.MULTILINE)
+    assert re.findall(r"^FROM .*$", dockerfile, re.MULTILINE) == ["FROM ${LOGSTASH_BASE}"]
+    expected = f"docker.elastic.co/logstash/logstash-oss:{jruby.LOGSTASH_VERSION}"
+    assert base == LOGSTASH_BASE_IMAGE == expected
