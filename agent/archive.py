@@ -10,8 +10,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import pyarrow as pa
-
 COMPACTED_NAME = "compacted.parquet"
 RAW_SUFFIX = ".gz"
 # Parquet key-value metadata: the raw objects the file was built from, name -> ETag (files
@@ -21,19 +19,20 @@ SOURCES_KEY = "bacalhau_logs.sources"
 # still read (and report) them, but remembered so an unchanged hour is not rebuilt.
 REJECTED_KEY = "bacalhau_logs.rejected"
 
-EVENT_COLUMNS = (
-    ("remote_addr", pa.string()),
-    ("remote_user", pa.string()),
-    ("time_local", pa.timestamp("s")),
-    ("http_method", pa.string()),
-    ("request", pa.string()),
-    ("http_version", pa.string()),
-    ("status", pa.int32()),
-    ("body_bytes_sent", pa.int64()),
-    ("http_referer", pa.string()),
-    ("http_user_agent", pa.string()),
+# The event's fields in file order; their Arrow types are in agent/schema.py (pyarrow is
+# imported only where Arrow data is built: the compactor), their SQL types in agent/events.py.
+EVENT_FIELDS = (
+    "remote_addr",
+    "remote_user",
+    "time_local",
+    "http_method",
+    "request",
+    "http_version",
+    "status",
+    "body_bytes_sent",
+    "http_referer",
+    "http_user_agent",
 )
-EVENT_SCHEMA = pa.schema(EVENT_COLUMNS)
 # compacted.parquet: the event and its identity, `event_id` split at its last `:` when what
 # follows is a canonical decimal offset (`node:inode-fingerprint` : `1048576`): the source
 # repeats for a whole file, so it costs nothing as a dictionary, and sorted offsets delta-encode
@@ -41,9 +40,6 @@ EVENT_SCHEMA = pa.schema(EVENT_COLUMNS)
 # is kept whole in the source with a null offset; both are null for lines archived before
 # identities. `event_id = source || ':' || offset` when the offset is set, else `source`.
 ID_SOURCE, ID_OFFSET = "event_id_source", "event_id_offset"
-COMPACTED_SCHEMA = pa.schema([*EVENT_COLUMNS, (ID_SOURCE, pa.string()), (ID_OFFSET, pa.int64())])
-# Files written before the split hold `event_id` whole; older ones have no identity at all.
-WHOLE_ID_SCHEMA = pa.schema([*EVENT_COLUMNS, ("event_id", pa.string())])
 
 
 class IdColumns(enum.Enum):

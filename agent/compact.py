@@ -51,7 +51,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from agent.archive import (
     COMPACTED_NAME,
-    COMPACTED_SCHEMA,
     ID_OFFSET,
     ID_SOURCE,
     RAW_SUFFIX,
@@ -66,7 +65,8 @@ from agent.budget import Budget
 from agent.discover import Window
 from agent.events import EVENT_ID, FIELDS, ParquetFile, RawFile, literal_path
 from agent.s3 import S3Client, is_fatal
-from agent.stream import Counts, Part, Reader, ReadFailure
+from agent.schema import COMPACTED_SCHEMA
+from agent.stream import Counts, Part, Reader, ReadFailure, connect
 from agent.times import utc_now
 
 _FOOTER_GUESS = 64 * 1024
@@ -280,7 +280,9 @@ class Compactor:
             existing.append(ParquetFile(literal_path(str(path)), ids))
             names[existing[0].sql_path] = path
         part = Part(raw=raw_files, compacted=existing, dedup=True)
-        reader = Reader([part], names, Window(), self.budget, workdir, salvage=False)
+        reader = Reader(
+            connect(self.budget, workdir), [part], names, Window(), workdir, salvage=False
+        )
         examined = {r.name for r in pending}
         still_rejected = {k: v for k, v in recorded.rejected.items() if k not in examined}
 

@@ -25,16 +25,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
+
+import duckdb
 
 from agent.archive import (
     COMPACTED_NAME,
     RAW_SUFFIX,
+    SOURCES_KEY,
     IdColumns,
     decode_sources,
     id_columns,
     partition_values,
 )
 from agent.archive import partition_span as span_of
+from agent.events import literal_path, quote
 from agent.times import EVENT_TIME_FORMAT
 
 PARTITION_KEYS = ("region", "dt", "hour")
@@ -108,6 +113,8 @@ class Selection:
     hours: list[ArchiveHour] = field(default_factory=list)
     pruned: int = 0
     notes: list[str] = field(default_factory=list)
+    # Hours with a compacted file, until its footer is read (`_settle_hours`).
+    unread_footers: list[ArchiveHour] = field(default_factory=list)
 
     @property
     def file_count(self) -> int:
@@ -173,14 +180,18 @@ def detect_layout(root: Path) -> Layout:
     return Layout.NODE
 
 
-def select_files(root: Path, window: Window, layout: Layout = Layout.AUTO) -> Selection:
-    """The files under `root` that may hold events in `window` (node files are opened)."""
+def select_files(
+    root: Path, window: Window, con: duckdb.DuckDBPyConnection, layout: Layout = Layout.AUTO
+) -> Selection:
+    """The files under `root` that may hold events in `window` (node files are opened);
+    `con`, a DuckDB connection that may open files, reads compacted files' footers."""
     if layout is Layout.AUTO:
         layout = detect_layout(root)
     selection = Selection(layout)
     if layout is Layout.ARCHIVE:
         values = partition_values(root.resolve().parts)
         _walk_archive(root, values, window, selection, set())
+        _settle_hours(selection, con)
     else:
         _snapshot_node_folder(root, window, selection)
     if not selection.file_count and not selection.pruned:
@@ -354,38 +365,95 @@ def _walk_archive(
         _walk_archive(Path(entry.path), values, window, selection, visited)
 
 
-def read_compacted(path: Path) -> Compacted:
-    """A compacted file's footer; raises ValueError if it is not a readable compacted file."""
-    import pyarrow.parquet as pq  # only archives have compacted files
+def read_compacted(
+    paths: list[Path], con: duckdb.DuckDBPyConnection
+) -> dict[Path, Compacted | str]:
+    """Compacted files' footers, read by DuckDB (`con` may open files): each file's
+    Compacted, or why it is not a readable compacted file.
 
+    One query per kind of footer data for all files; if one file spoils it, file by file.
+    """
+    if not paths:
+        return {}
     try:
-        metadata = pq.read_metadata(path)
-        sources = frozenset(decode_sources(metadata.metadata))
-    except (OSError, ValueError, TypeError) as error:
-        # pyarrow raises ArrowInvalid (a ValueError) for a file that is not Parquet.
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(message) from None
-    return Compacted(path, sources, id_columns(metadata.schema.names), metadata.num_rows)
+        return _footers(paths, con)
+    except (duckdb.Error, ValueError):
+        pass
+    found: dict[Path, Compacted | str] = {}
+    for path in paths:
+        try:
+            found.update(_footers([path], con))
+        except (duckdb.Error, ValueError) as error:
+            found[path] = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return found
+
+
+def _footers(paths: list[Path], con: duckdb.DuckDBPyConnection) -> dict[Path, Compacted | str]:
+    listed = "[" + ", ".join(quote(literal_path(str(p))) for p in paths) + "]"
+    by_name = {str(p): p for p in paths}
+
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        result = con.sql(sql).fetchall()
+        if len(paths) == 1:  # whatever DuckDB calls it, it is that file
+            return [(str(paths[0]), *row[1:]) for row in result]
+        if any(row[0] not in by_name for row in result):
+            raise ValueError("DuckDB named a file it was not given")
+        return result
+
+    counts = rows(f"SELECT file_name, num_rows FROM parquet_file_metadata({listed})")
+    columns = rows(f"SELECT file_name, list(name) FROM parquet_schema({listed}) GROUP BY file_name")
+    metadata = rows(
+        f"SELECT file_name, key, value FROM parquet_kv_metadata({listed}) "
+        f"WHERE key = {quote(SOURCES_KEY)}::BLOB"
+    )
+    names = {name: names for name, names in columns}
+    sources: dict[str, dict[bytes, bytes]] = {}
+    for name, key, value in metadata:
+        sources.setdefault(name, {})[bytes(key)] = bytes(value)
+    found: dict[Path, Compacted | str] = {}
+    for name, count in counts:
+        path = by_name[name]
+        try:
+            covered = frozenset(decode_sources(sources.get(name)))
+        except ValueError as error:
+            found[path] = str(error)
+            continue
+        found[path] = Compacted(path, covered, id_columns(names.get(name, [])), int(count))
+    missing = [p for p in paths if p not in found]
+    if missing:
+        raise ValueError(f"no footer for {missing[0]}")
+    return found
 
 
 def _select_hour(directory: Path, names: list[str], selection: Selection) -> None:
-    """An hour uses compacted.parquet plus every raw object it was not built from."""
-    hour = ArchiveHour(directory)
-    if COMPACTED_NAME in names:
-        try:
-            hour.compacted = read_compacted(directory / COMPACTED_NAME)
-        except ValueError as error:
-            selection.notes.append(
-                f"{directory / COMPACTED_NAME}: unreadable ({error}); reading this hour's raw "
-                "objects instead"
-            )
-    covered = hour.compacted.sources if hour.compacted else frozenset()
+    """An hour uses compacted.parquet plus every raw object it was not built from; which
+    those are is known once the footers are read (`_settle_hours`)."""
+    hour = ArchiveHour(directory, raw=[directory / n for n in names if n.endswith(RAW_SUFFIX)])
     others = [n for n in names if n != COMPACTED_NAME and not n.endswith(RAW_SUFFIX)]
     if others:
         selection.notes.append(
             f"ignored {len(others)} file(s) in {directory} ({', '.join(others[:3])}): "
             "neither raw .gz nor compacted.parquet"
         )
-    hour.raw = [directory / n for n in names if n.endswith(RAW_SUFFIX) and n not in covered]
-    if hour.raw or hour.compacted:
+    if COMPACTED_NAME in names:
+        selection.unread_footers.append(hour)
+    elif hour.raw:
         selection.hours.append(hour)
+
+
+def _settle_hours(selection: Selection, con: duckdb.DuckDBPyConnection) -> None:
+    footers = read_compacted([h.directory / COMPACTED_NAME for h in selection.unread_footers], con)
+    for hour in selection.unread_footers:
+        path = hour.directory / COMPACTED_NAME
+        footer = footers.get(path, "no footer")
+        if isinstance(footer, str):
+            selection.notes.append(
+                f"{path}: unreadable ({footer}); reading this hour's raw objects instead"
+            )
+        else:
+            hour.compacted = footer
+            hour.raw = [p for p in hour.raw if p.name not in footer.sources]
+        if hour.raw or hour.compacted:
+            selection.hours.append(hour)
+    selection.unread_footers.clear()
+    selection.hours.sort(key=lambda h: h.directory.parts)

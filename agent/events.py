@@ -21,9 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.archive import EVENT_COLUMNS, ID_OFFSET, ID_SOURCE, IdColumns
+from agent.archive import EVENT_FIELDS, ID_OFFSET, ID_SOURCE, IdColumns
 
-FIELDS = tuple(name for name, _ in EVENT_COLUMNS)
+FIELDS = EVENT_FIELDS
 INTEGER_FIELDS = {"status": "INTEGER", "body_bytes_sent": "BIGINT"}
 STRING_FIELDS = tuple(f for f in FIELDS if f not in INTEGER_FIELDS and f != "time_local")
 DUCK_TYPES = {name: INTEGER_FIELDS.get(name, "VARCHAR") for name in FIELDS} | {
@@ -181,12 +181,34 @@ def part_sql(
     dedup: bool,
     since: datetime | None = None,
     until: datetime | None = None,
+    hash_columns: bool = False,
+    with_event_id: bool = False,
 ) -> str:
-    """One query of the trusted reader: `columns`, `_ok` and, with `dedup`, the hashes."""
-    sources = [s for s in (raw_rows(raw, dedup), compacted_rows(compacted, dedup)) if s]
+    """One query of the trusted reader: `columns`, `_ok` and, with `dedup`, the hashes.
+
+    With `hash_columns` a part without `dedup` has the hash columns too, as NULLs, so that
+    every part of a read has the same columns; `event_id` is read for `dedup` (the hashes) or
+    `with_event_id`.
+    """
+    ids = dedup or with_event_id
+    sources = [s for s in (raw_rows(raw, ids), compacted_rows(compacted, ids)) if s]
     if not sources:
         raise ValueError("a part needs at least one file")
     inner = " UNION ALL ".join(f"({s})" for s in sources)
     selected = [*columns, OK]
-    hashes = f", {_identity_hashes(EVENT_ID)}" if dedup else ""
+    hashes = _null_hashes() if hash_columns else ""
+    if dedup:
+        hashes = f", {_identity_hashes(EVENT_ID)}"
     return f"SELECT {', '.join(selected)}{hashes} FROM ({inner}){window_filter(since, until)}"
+
+
+def _null_hashes() -> str:
+    return f", NULL::UBIGINT AS {HASH_1}, NULL::UBIGINT AS {HASH_2}"
+
+
+def empty_sql(columns: Sequence[str], hash_columns: bool) -> str:
+    """No rows, with the columns of `part_sql`: what a read of no files at all gives."""
+    types = DUCK_TYPES | {EVENT_ID: "VARCHAR"}
+    typed = ", ".join(f"NULL::{types[c]} AS {c}" for c in columns)
+    hashes = _null_hashes() if hash_columns else ""
+    return f"SELECT {typed}, false AS {OK}{hashes} WHERE false"

@@ -3,7 +3,9 @@
 Two DuckDB databases in one process: the trusted reader (agent/stream.py) opens the files and
 streams validated events; the sandbox (agent/sandbox.py) runs the user's single SELECT over
 that stream and can touch no file at all. Events are never loaded into a table first, so
-memory stays flat however many events there are.
+memory stays flat however many events there are. The stream passes from one database to the
+other as Arrow C data (agent/cstream.py): a query imports neither pyarrow nor, unless it
+de-duplicates an archive, numpy.
 """
 
 import tempfile
@@ -27,7 +29,7 @@ from agent.discover import (
 )
 from agent.events import ParquetFile, RawFile, literal_path
 from agent.sandbox import Limits, QueryError
-from agent.stream import Counts, EventStream, Part, Reader
+from agent.stream import Counts, EventStream, Part, Reader, connect
 
 __all__ = ["Limits", "QueryError", "Result", "run_query"]
 
@@ -105,23 +107,25 @@ def run_query(
     Raises QueryError: bad SQL, a limit reached, or input that cannot be read.
     """
     limits = limits or Limits()
-    try:
-        selection = select_files(logs, window, layout)
-    except InputError as error:
-        raise QueryError(str(error)) from None
-    try:
-        with tempfile.TemporaryDirectory(prefix="agent-query-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="agent-query-") as scratch:
+        # The reader streams: a quarter of the memory covers its buffers (DuckDB's JSON
+        # reader takes up to 2 x 16 MiB per thread) and spills.
+        budget = Budget(max(limits.memory_bytes // 4, READER_FLOOR), limits.threads)
+        con = connect(budget, Path(scratch))
+        try:
+            selection = select_files(logs, window, con, layout)
+        except InputError as error:
+            con.close()
+            raise QueryError(str(error)) from None
+        try:
             parts, names = plan_parts(selection)
-            # The reader streams: a quarter of the memory covers its buffers (DuckDB's JSON
-            # reader takes up to 2 x 16 MiB per thread) and spills.
-            budget = Budget(max(limits.memory_bytes // 4, READER_FLOOR), limits.threads)
-            reader = Reader(parts, names, window, budget, Path(scratch))
+            reader = Reader(con, parts, names, window, Path(scratch))
             try:
                 return _run(reader, selection, sql, parameters, limits, diagnostics)
             finally:
                 reader.close()
-    finally:
-        selection.close()
+        finally:
+            selection.close()
 
 
 def _run(
@@ -132,18 +136,25 @@ def _run(
     limits: Limits,
     diagnostics: TextIO,
 ) -> Result:
-    columns = sandbox.needed_columns(sql)
+    sandboxed = sandbox.connect(limits)
+    columns = sandbox.needed_columns(sql, sandboxed)
     # Each damaged file costs one more pass; there are never more than the files.
     for _ in range(len(reader.names) + 1):
-        stream = EventStream(reader, columns)
+        stream = reader.stream(columns)
         try:
-            names, rows = sandbox.run(stream, sql, parameters, limits, reader.interrupt)
+            names, rows = sandbox.run(
+                stream, columns, sql, parameters, limits, reader.interrupt, sandboxed
+            )
         except duckdb.Error as error:
-            if stream.failure is not None and reader.repair(stream.failure):
+            failure = stream.failed()
+            if failure is not None and reader.repair(failure):
+                sandboxed = sandbox.connect(limits)
                 continue
-            if stream.failure is not None:
-                raise QueryError(f"cannot read the logs: {stream.failure}") from None
+            if failure is not None:
+                raise QueryError(f"cannot read the logs: {failure}") from None
             raise QueryError(str(error)) from None
+        finally:
+            stream.close()
         _report(diagnostics, selection, reader, stream)
         return Result(names, rows)
     raise QueryError("too many damaged files")

@@ -1,7 +1,12 @@
 """The DuckDB that runs the user's SQL: no files, bounded in time, memory and result size.
 
-User SQL runs in its own in-memory DuckDB whose only data is the `logs` relation, an Arrow
-stream fed by the trusted reader (agent/stream.py). Before any SQL runs, this database has
+User SQL runs in its own in-memory DuckDB whose only data is the `logs` view over an Arrow
+stream fed by the trusted reader (agent/stream.py): `logs` keeps the stream's rows whose `_ok`
+flag is set. The stream itself also holds the rows the reader flagged (malformed lines, as far
+as DuckDB parsed them, and re-delivered copies), so it is registered under a name made afresh
+for every query (`_reader_rows_<32 random hex digits>`): one statement can list that name
+(`duckdb_views()`) but not use it, since DuckDB's `query_table` and `query` take no subqueries
+or columns, and the next query's name is another. Before any SQL runs, this database has
 file system access switched off with no allowed paths, no temporary directory (DuckDB would
 allow SQL to read it: spilling is off, a query that needs more memory fails with a message),
 no extension loading, no scans of Python variables, and its configuration locked.
@@ -10,14 +15,17 @@ no extension loading, no scans of Python variables, and its configuration locked
 from __future__ import annotations
 
 import json
+import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 
-from agent.events import FIELDS
+from agent.events import FIELDS, OK
+
+READER_ROWS_PREFIX = "_reader_rows_"
 
 _READ_ONLY = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
 
@@ -46,7 +54,7 @@ def _walk(node: Any) -> Any:
             yield from _walk(value)
 
 
-def needed_columns(sql: str) -> list[str]:
+def needed_columns(sql: str, con: duckdb.DuckDBPyConnection | None = None) -> list[str]:
     """The `logs` columns `sql` may use, from DuckDB's own parse tree (no data touched).
 
     Over-approximates: any column reference with an event field's name counts, and `*`,
@@ -54,14 +62,18 @@ def needed_columns(sql: str) -> list[str]:
     Leaving a needed column out could only fail loudly (an unknown column), never answer
     wrongly, and the reader then parses only what the query uses.
     """
-    con = duckdb.connect(":memory:", config={"enable_external_access": False})
+    own = con is None
+    parser = duckdb.connect(":memory:", config={"enable_external_access": False}) if own else con
+    assert parser is not None
     try:
-        text = con.execute("SELECT json_serialize_sql($sql)", {"sql": sql}).fetchone()
+        # fetchall: a result left open would hold the sandbox's connection.
+        found = parser.execute("SELECT json_serialize_sql($sql)", {"sql": sql}).fetchall()
     except duckdb.Error:
         return list(FIELDS)
     finally:
-        con.close()
-    tree = json.loads(str(text[0])) if text else {"error": True}
+        if own:
+            parser.close()
+    tree = json.loads(str(found[0][0])) if found else {"error": True}
     if tree.get("error"):
         return list(FIELDS)
     names: set[str] = set()
@@ -83,6 +95,11 @@ def needed_columns(sql: str) -> list[str]:
     used = [f for f in FIELDS if f in names]
     # `count(*)` alone needs rows, not values: the cheapest column carries them.
     return used or ["status"]
+
+
+def connect(limits: Limits) -> duckdb.DuckDBPyConnection:
+    """A sandbox database, not yet locked: `run` locks it before user SQL runs."""
+    return _connect(limits)
 
 
 def _connect(limits: Limits) -> duckdb.DuckDBPyConnection:
@@ -116,14 +133,17 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
 
 
 def run(
-    logs: object,
+    rows: object,
+    columns: Sequence[str],
     sql: str,
     parameters: Mapping[str, object],
     limits: Limits,
     on_timeout: Any = None,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> tuple[list[str], list[tuple[object, ...]]]:
-    """Run one read-only statement over `logs` (an Arrow stream object) within `limits`."""
-    con = _connect(limits)
+    """Run one read-only statement over `logs`, the `columns` of `rows` (an Arrow stream
+    object with an `_ok` column) whose `_ok` is set, within `limits`; `con` from `connect`."""
+    con = con or _connect(limits)
     timed_out = threading.Event()
 
     def stop() -> None:
@@ -134,7 +154,10 @@ def run(
 
     timer = threading.Timer(limits.timeout_seconds, stop)
     try:
-        con.register("logs", logs)
+        reader_rows = READER_ROWS_PREFIX + secrets.token_hex(16)
+        con.register(reader_rows, rows)
+        listed = ", ".join(f'"{c}"' for c in columns)
+        con.execute(f"CREATE TEMPORARY VIEW logs AS SELECT {listed} FROM {reader_rows} WHERE {OK}")
         _lock(con)
         check_read_only(con, sql)
         timer.start()

@@ -1,9 +1,13 @@
-"""The trusted reader: files in, validated and de-duplicated Arrow batches out, as a stream.
+"""The trusted reader: files in, validated and de-duplicated events out, as an Arrow C stream.
 
 Only this DuckDB connection can open files. It runs one query per *part* (a node folder, or a
-batch of archive hours) and hands Arrow batches on; Python counts and drops malformed rows and
-re-delivered events between them. Nothing is loaded into a table, so memory does not grow with
-the data: the identities of one part's events (16 bytes each) are the only state.
+batch of archive hours); their result streams are chained into one (agent/cstream.py) and go
+straight to the sandbox's DuckDB, batch by batch, without pyarrow and without Python touching
+a value. Every row carries `_ok`: the sandbox's `logs` view keeps only rows where it is set.
+On the way, each batch is counted: rows without `_ok` are malformed lines; in a part that is
+de-duplicated, the `_ok` flag of a re-delivered event is cleared (its identity hashes are
+already in the part's set, agent/dedup.py). Nothing is loaded into a table, so memory does
+not grow with the data: the identities of one part's events (16 bytes each) are the only state.
 
 A read that fails on one file (a damaged gzip, a line too long for DuckDB) names the file; the
 caller repairs it (`repair`: the file is rewritten without the damage, or rejected) and runs
@@ -13,31 +17,36 @@ the query again from the start, so rows already handed on are never counted twic
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from agent.budget import Budget
+from agent.cstream import ArrowSchema, Batch, ChainedStream, StreamError, release_array
 from agent.discover import Window
-from agent.events import FIELDS, HASH_1, HASH_2, OK, ParquetFile, RawFile, literal_path, part_sql
+from agent.events import (
+    EVENT_ID,
+    HASH_1,
+    HASH_2,
+    OK,
+    ParquetFile,
+    RawFile,
+    empty_sql,
+    literal_path,
+    part_sql,
+)
 from agent.sanitize import sanitize
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from agent.dedup import SeenKeys
 
+# Rows per batch handed to the compactor.
 BATCH_ROWS = 1 << 16
-ARROW_TYPES: dict[str, pa.DataType] = {
-    **{name: pa.string() for name in FIELDS},
-    "time_local": pa.timestamp("us"),
-    "status": pa.int32(),
-    "body_bytes_sent": pa.int64(),
-    "event_id": pa.string(),
-}
 
 
 @dataclass
@@ -59,14 +68,32 @@ class Counts:
 
 
 class ReadFailure(Exception):
-    """A trusted read failed; the message is DuckDB's (through Arrow when streaming)."""
+    """A trusted read failed; the message is DuckDB's."""
 
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error).splitlines()[0] if str(error) else type(error).__name__)
+    def __init__(self, error: Exception | str) -> None:
+        text = str(error)
+        super().__init__(text.splitlines()[0] if text else type(error).__name__)
+
+
+def connect(budget: Budget, scratch: Path) -> duckdb.DuckDBPyConnection:
+    """The trusted reader's database: it may open files, within `budget`, spilling to
+    `scratch`."""
+    return duckdb.connect(
+        ":memory:",
+        config={
+            "threads": budget.threads,
+            "memory_limit": f"{budget.memory_bytes // (1 << 20)}MiB",
+            "temp_directory": str(scratch / "spill"),
+            "preserve_insertion_order": False,
+            "python_enable_replacements": False,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        },
+    )
 
 
 class Reader:
-    """A DuckDB connection with file access and the parts it reads.
+    """A DuckDB connection with file access (`con`, from `connect`) and the parts it reads.
 
     `names` maps every path DuckDB is given to the file's real path, for messages; with
     `salvage`, a damaged gzip file contributes the lines before the damage, without, none.
@@ -74,13 +101,14 @@ class Reader:
 
     def __init__(
         self,
+        con: duckdb.DuckDBPyConnection,
         parts: list[Part],
         names: dict[str, Path],
         window: Window,
-        budget: Budget,
         scratch: Path,
         salvage: bool = True,
     ) -> None:
+        self.con = con
         self.parts = parts
         self.names = names
         self.window = window
@@ -91,59 +119,112 @@ class Reader:
         self._repaired: set[str] = set()
         self._copies = itertools.count()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
-        spill = scratch / "spill"
-        self.con = duckdb.connect(
-            ":memory:",
-            config={
-                "threads": budget.threads,
-                "memory_limit": f"{budget.memory_bytes // (1 << 20)}MiB",
-                "temp_directory": str(spill),
-                "preserve_insertion_order": False,
-                "python_enable_replacements": False,
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
-            },
-        )
 
     def close(self) -> None:
+        for cursor in self._cursors:
+            cursor.close()
+        self._cursors.clear()
         self.con.close()
 
     def interrupt(self) -> None:
         for cursor in list(self._cursors):
             cursor.interrupt()
 
+    def stream(
+        self, columns: Sequence[str], with_ids: bool = False, batch_rows: int | None = None
+    ) -> EventStream:
+        """The events' `columns` (plus `_ok` and, where parts de-duplicate, the identity
+        hashes and with `with_ids` `event_id`), as an Arrow stream object."""
+        return EventStream(self, list(columns), with_ids, batch_rows)
+
+    def sources(self, columns: Sequence[str], with_ids: bool) -> list[tuple[Part | None, str]]:
+        """The SQL of no rows with a read's columns, then each non-empty part and its SQL
+        (the empty query again when there is none)."""
+        hashes = any(p.dedup for p in self.parts if p.raw or p.compacted)
+        selected = [*columns, EVENT_ID] if with_ids else list(columns)
+        found: list[tuple[Part | None, str]] = [(None, empty_sql(selected, hashes))]
+        for part in self.parts:
+            if part.raw or part.compacted:
+                sql = part_sql(
+                    part.raw, part.compacted, selected, part.dedup, self.window.since,
+                    self.window.until, hash_columns=hashes, with_event_id=with_ids,
+                )  # fmt: skip
+                found.append((part, sql))
+        return found if len(found) > 1 else found * 2
+
+    def open(self, sql: str, batch_rows: int | None = None) -> object:
+        """One query's result stream (a capsule), on a cursor of its own: a stream holds
+        its connection until it is read out, and two passes may be read at once.
+
+        With `batch_rows` the result comes through pyarrow in batches of that many rows
+        (the compactor's); without, as DuckDB's chunks, with no pyarrow at all.
+        """
+        cursor = self.con.cursor()
+        self._cursors.append(cursor)
+        relation = cursor.sql(sql)
+        if batch_rows is None:
+            return relation.__arrow_c_stream__()
+        return relation.to_arrow_reader(batch_rows).__arrow_c_stream__()
+
+    def schema(self, empty: str) -> object:
+        """The result stream of a query of no rows (`empty`): a schema, cheaply."""
+        cursor = self.con.cursor()
+        try:
+            return cursor.sql(empty).__arrow_c_stream__()
+        finally:
+            cursor.close()
+
     def batches(
         self, columns: Sequence[str], counts: Counts, with_ids: bool = False
     ) -> Iterator[pa.RecordBatch]:
-        """Event rows (`columns`) of every part; counts what was skipped in `counts`.
+        """Event rows (`columns`, then `event_id` with `with_ids`) of every part, as pyarrow
+        batches (the compactor's); `counts` gets what the pass saw.
 
         Raises ReadFailure when DuckDB cannot read a file; `repair` it and start again.
         """
-        for part in self.parts:
-            if not part.raw and not part.compacted:
-                continue
-            selected = [*columns, "event_id"] if with_ids and part.dedup else list(columns)
-            sql = part_sql(
-                part.raw, part.compacted, selected, part.dedup, self.window.since,
-                self.window.until,
-            )  # fmt: skip
-            seen = _seen_keys() if part.dedup else None
-            cursor = self.con.cursor()
-            self._cursors.append(cursor)
-            try:
-                reader = cursor.sql(sql).to_arrow_reader(BATCH_ROWS)
-                while True:
-                    try:
-                        batch = reader.read_next_batch()
-                    except StopIteration:
-                        break
-                    yield from _events(batch, selected, seen, counts)
-            except (duckdb.Error, pa.ArrowException, OSError) as error:
-                # A streamed result reports DuckDB's errors as Arrow's (an OSError).
-                raise ReadFailure(error) from None
-            finally:
-                self._cursors.remove(cursor)
-                cursor.close()
+        import ctypes
+
+        import pyarrow as pa
+
+        selected = [*columns, EVENT_ID] if with_ids else list(columns)
+        stream = self.stream(columns, with_ids, BATCH_ROWS)
+        chained = stream.new_pass()
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        arrays = chained.arrays()
+        try:
+            schema_struct = ArrowSchema()
+            chained.schema_into(ctypes.addressof(schema_struct))
+            schema = pa.Schema._import_from_c(ctypes.addressof(schema_struct))
+            for array in arrays:
+                try:
+                    batch = pa.RecordBatch._import_from_c(ctypes.addressof(array), schema)
+                finally:
+                    release_array(array)  # moved into pyarrow unless that failed
+                ok = batch.column(OK)
+                kept = batch.select(selected)
+                if ok.true_count < batch.num_rows:  # a filter copies every column
+                    kept = kept.filter(ok)
+                if kept.num_rows >= BATCH_ROWS // 2 and not pending:
+                    yield kept
+                    continue
+                pending.append(kept)
+                rows += kept.num_rows
+                # Small batches (a file's last rows) are handed on together: each would
+                # carry its own copy of every dictionary the writer builds.
+                if rows >= BATCH_ROWS:
+                    yield pa.concat_batches(pending)
+                    pending, rows = [], 0
+            if pending:
+                yield pa.concat_batches(pending)
+        except StreamError as error:
+            raise ReadFailure(error) from None
+        finally:
+            arrays.close()
+            stream.close()
+        complete = stream.complete or Counts()
+        counts.events, counts.malformed = complete.events, complete.malformed
+        counts.duplicates = complete.duplicates
 
     def repair(self, failure: ReadFailure) -> bool:
         """Rewrite (or, without salvage, reject) the raw file `failure` names; False if none.
@@ -183,76 +264,105 @@ class Reader:
         return [replacement]
 
 
-def _seen_keys() -> SeenKeys:
-    from agent.dedup import SeenKeys  # numpy: only archives are de-duplicated
+class _Pass:
+    """One read of every part: counts what it sees and drops re-delivered events."""
 
-    return SeenKeys()
+    def __init__(self, parts: list[Part | None], on_end: Callable[[Counts], None]) -> None:
+        self.parts = parts
+        self.counts = Counts()
+        self.on_end = on_end
+        self._seen: tuple[int, SeenKeys] | None = None
 
+    def batches(self, index: int, batches: list[Batch]) -> None:
+        valid = sum(b.ones(OK) for b in batches)
+        self.counts.malformed += sum(b.length for b in batches) - valid
+        part = self.parts[index]
+        if part is not None and part.dedup and valid:
+            kept = self._first_seen(index, batches)
+            self.counts.duplicates += valid - kept
+            valid = kept
+        self.counts.events += valid
 
-def _events(
-    batch: pa.RecordBatch, columns: Sequence[str], seen: SeenKeys | None, counts: Counts
-) -> Iterator[pa.RecordBatch]:
-    ok = batch.column(OK)
-    valid = int(pc.sum(ok).as_py() or 0)
-    counts.malformed += batch.num_rows - valid
-    keep: Any = ok
-    if seen is not None:
-        first = seen.first_seen(_uint64(batch.column(HASH_1)), _uint64(batch.column(HASH_2)))
-        keep = pc.and_(ok, pa.array(first))
-        kept = int(pc.sum(keep).as_py() or 0)
-        counts.duplicates += valid - kept
-        valid = kept
-    counts.events += valid
-    if not valid:
-        return
-    arrays = [_typed(batch.column(c), c) for c in columns]
-    out = pa.RecordBatch.from_arrays(arrays, names=list(columns))
-    yield out if valid == batch.num_rows else out.filter(keep)
+    def _first_seen(self, index: int, batches: list[Batch]) -> int:
+        """Clear the `_ok` flag of every event whose identity this part has already seen;
+        the events kept."""
+        import numpy as np
 
+        if self._seen is None or self._seen[0] != index:
+            from agent.dedup import SeenKeys  # numpy: only archives are de-duplicated
 
-def _uint64(array: pa.Array) -> Any:
-    # Malformed rows may hash NULL fields; their keys are never kept (`ok` is false).
-    return pc.fill_null(array, 0).to_numpy(zero_copy_only=False)
+            self._seen = (index, SeenKeys())  # parts are read one after the other
+        ok = np.concatenate([b.mask(OK) for b in batches])
+        rows = np.flatnonzero(ok)
+        h1 = np.concatenate([b.uint64(HASH_1) for b in batches])[rows]
+        h2 = np.concatenate([b.uint64(HASH_2) for b in batches])[rows]
+        first = self._seen[1].first_seen(h1, h2)
+        if not first.all():
+            dropped = rows[~first]
+            ok[dropped] = False
+            bounds = np.cumsum([0, *(b.length for b in batches)])
+            touched = set(np.searchsorted(bounds, dropped, side="right").tolist())
+            for number in touched:
+                start, end = bounds[number - 1], bounds[number]
+                batches[number - 1].set_mask(OK, ok[start:end])
+        return int(np.count_nonzero(first))
 
-
-def _typed(array: pa.Array, column: str) -> pa.Array:
-    wanted = ARROW_TYPES[column]
-    return array if array.type == wanted else array.cast(wanted)
-
-
-def schema_of(columns: Sequence[str]) -> pa.Schema:
-    return pa.schema([(c, ARROW_TYPES[c]) for c in columns])
+    def end(self) -> None:
+        self._seen = None
+        self.on_end(self.counts)
 
 
 class EventStream:
-    """The `logs` relation of the sandbox: each scan is a new pass of the trusted reader.
+    """The rows of the trusted reader: each scan (`__arrow_c_stream__`) is a new pass.
 
-    Implements the Arrow PyCapsule interface; DuckDB asks for the schema first, then a
-    stream per scan. The first pass that runs to its end gives the counts reported.
+    Implements the Arrow PyCapsule interface; DuckDB asks for a stream for the schema too,
+    which opens the first part's query but reads nothing. The first pass that runs to its
+    end gives the counts reported; the first failure is kept for `Reader.repair`.
     """
 
-    def __init__(self, reader: Reader, columns: Sequence[str]) -> None:
+    def __init__(
+        self, reader: Reader, columns: list[str], with_ids: bool, batch_rows: int | None
+    ) -> None:
         self.reader = reader
-        self.columns = list(columns)
-        self.schema = schema_of(self.columns)
+        self.batch_rows = batch_rows
+        self.columns = columns
         self.failure: ReadFailure | None = None
         self.complete: Counts | None = None
         self.scans = 0
-
-    def __arrow_c_schema__(self) -> object:
-        return self.schema.__arrow_c_schema__()
+        (_, self._empty), *self._sources = reader.sources(columns, with_ids)
+        self._streams: list[ChainedStream] = []
 
     def __arrow_c_stream__(self, requested_schema: object = None) -> object:
         self.scans += 1
-        stream = pa.RecordBatchReader.from_batches(self.schema, self._scan())
-        return stream.__arrow_c_stream__(requested_schema)
+        return self.new_pass().capsule()
 
-    def _scan(self) -> Iterator[pa.RecordBatch]:
-        counts = Counts()
-        try:
-            yield from self.reader.batches(self.columns, counts)
-        except ReadFailure as failure:
-            self.failure = failure
-            raise
+    def new_pass(self) -> ChainedStream:
+        """A new read of every part, counted (`complete`) once it reaches the end."""
+        read = _Pass([part for part, _ in self._sources], self._ended)
+
+        def opener(sql: str) -> Callable[[], object]:
+            return lambda: self.reader.open(sql, self.batch_rows)
+
+        sources = [opener(sql) for _, sql in self._sources]
+        stream = ChainedStream(
+            lambda: self.reader.schema(self._empty), sources, read.batches, read.end
+        )
+        self._streams.append(stream)
+        return stream
+
+    def _ended(self, counts: Counts) -> None:
         if self.complete is None:
             self.complete = counts
+
+    def close(self) -> None:
+        for stream in self._streams:
+            stream.close()
+            if stream.failure is not None and self.failure is None:
+                self.failure = ReadFailure(stream.failure)
+
+    def failed(self) -> ReadFailure | None:
+        """The first read failure of any pass so far."""
+        for stream in self._streams:
+            if stream.failure is not None:
+                return ReadFailure(stream.failure)
+        return self.failure

@@ -208,11 +208,47 @@ def machine() -> dict[str, object]:
     }
 
 
+def table(results: dict[str, object]) -> str:
+    """The results as the Markdown table of docs/bench-agent.md: one row per query, one
+    column per size, each cell agent/plain wall seconds, wall ratio (CPU ratio), memory."""
+    queries = results["queries"]
+    assert isinstance(queries, dict)
+    sizes = list(queries)
+    header = ["query", *(f"{int(n) / 1e6:g}M" for n in sizes)]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for index, first in enumerate(queries[sizes[0]]):
+        cells = [str(first["what"])]
+        for size in sizes:
+            row = queries[size][index]
+            ours, theirs = row["agent"], row["plain"]
+            cells.append(
+                f"{ours['wall_s']:.2f}/{theirs['wall_s']:.2f} s {row['wall_ratio']:.2f}x "
+                f"({row['cpu_ratio']:.2f}x), {ours['rss_mib']:.0f}/{theirs['rss_mib']:.0f} MiB"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    compact = results.get("compact")
+    if isinstance(compact, dict):
+        ours, theirs = compact["agent"], compact["copy"]
+        lines.append("")
+        lines.append(
+            f"compact, {compact['events']} events: {ours['wall_s']:.2f} s vs COPY "
+            f"{theirs['wall_s']:.2f} s, throughput {compact['throughput_ratio']:.2f}x "
+            f"(CPU {ours['cpu_s']:.2f} vs {theirs['cpu_s']:.2f} s), "
+            f"{ours['rss_mib']:.0f}/{theirs['rss_mib']:.0f} MiB, "
+            f"Parquet {compact['compression_ratio']:.1f}x smaller than the NDJSON"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="*", help="default: those built")
+    parser.add_argument("--table", type=Path, help="print a results file as Markdown, run nothing")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.table.read_text())))
+        return
     built = json.loads((DATA / "data.json").read_text())
     sizes = args.sizes or [int(str(s["events"])) for s in built["sizes"]]
     results: dict[str, object] = {"machine": machine(), "data": built}

@@ -100,10 +100,11 @@ def test_unreadable_input(
     (tmp_path / "logs" / "application.log").write_text("{}\n")
     real_open, real_scandir = os.open, os.scandir
 
-    def refuse(path: object, *args: object) -> object:
+    # `os` is the module everyone shares (the query's scratch folder is removed through it).
+    def refuse(path: object, *args: object, **options: object) -> object:
         if Path(str(path)).name == ("logs" if what == "folder" else "application.log"):
             raise PermissionError(13, "Permission denied", str(path))
-        return (real_scandir if not args else real_open)(path, *args)  # type: ignore[operator]
+        return (real_scandir if not args else real_open)(path, *args, **options)  # type: ignore[operator]
 
     monkeypatch.setattr(agent.discover.os, "scandir", refuse)
     monkeypatch.setattr(agent.discover.os, "open", refuse)

@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from agent.archive import ID_OFFSET, ID_SOURCE, WHOLE_ID_SCHEMA, IdColumns, encode_metadata
+from agent.archive import ID_OFFSET, ID_SOURCE, IdColumns, encode_metadata
 from agent.compact import _RowGroups, split_event_id
 from agent.events import EVENT_ID, ParquetFile, compacted_rows
-from agent.stream import ARROW_TYPES
+from agent.schema import ARROW_TYPES, WHOLE_ID_SCHEMA
 from tests.agent.conftest import count, event_line, write_raw
 
 HOUR = "region=eu-1/dt=2025-01-01/hour=10"

@@ -8,8 +8,13 @@ from agent.dedup import SeenKeys
 
 
 @pytest.mark.parametrize("max_run", [2_000, 1 << 20])
-def test_each_key_is_first_seen_once(max_run: int, monkeypatch: pytest.MonkeyPatch) -> None:
+# 4 filter bits: nearly every new key finds its bit set and is searched for (the exact path).
+@pytest.mark.parametrize("filter_bits", [4, agent.dedup.FILTER_BITS])
+def test_each_key_is_first_seen_once(
+    max_run: int, filter_bits: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(agent.dedup, "MAX_RUN", max_run)
+    monkeypatch.setattr(agent.dedup, "FILTER_BITS", filter_bits)
     rng = np.random.default_rng(1)
     keys, seen = SeenKeys(), set()
     for batch in range(40):

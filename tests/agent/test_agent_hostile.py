@@ -122,7 +122,8 @@ def _hour(root: Path) -> Path:
 
 
 def _write_compacted(path: Path, lines: list[bytes], sources: list[str]) -> None:
-    from agent.archive import COMPACTED_SCHEMA, encode_metadata
+    from agent.archive import encode_metadata
+    from agent.schema import COMPACTED_SCHEMA
 
     events = [{**json.loads(line), "event_id": None} for line in lines]
     as_text = COMPACTED_SCHEMA.set(2, pa.field("time_local", pa.string()))

@@ -35,3 +35,9 @@ def test_dependencies_pinned_to_the_tested_versions() -> None:
 
 def test_entrypoint_is_the_cli() -> None:
     assert 'ENTRYPOINT ["python", "-m", "agent"]' in DOCKERFILE
+
+
+def test_bytecode_is_compiled_in_the_image() -> None:
+    # Every query job is a fresh process under a user that cannot write __pycache__.
+    compiled = DOCKERFILE.index("RUN python -m compileall -q ./agent")
+    assert DOCKERFILE.index("COPY . ./agent/") < compiled < DOCKERFILE.index("USER 10001")

@@ -9,8 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from agent.archive import EVENT_SCHEMA, encode_metadata
+from agent.archive import encode_metadata
 from agent.named import Named
+from agent.schema import EVENT_SCHEMA
 from tests.agent.conftest import query_json, run_agent, write_events
 
 
