@@ -148,10 +148,11 @@ class EdgeMetricsJournalTest < Minitest::Test
   def test_an_id_without_an_offset_counts_once_and_a_different_one_counts_again
     first = start
     first.filter(access(1, "node-a:unverified:0b8f6f1e-4c1d-4a8e-9d3c-2f1e0a9b7c6d"))
+    first.filter(access(1, "node-a:unverified:22222222-4c1d-4a8e-9d3c-2f1e0a9b7c6d"))
     second = start
     second.filter(access(1, "node-a:unverified:0b8f6f1e-4c1d-4a8e-9d3c-2f1e0a9b7c6d"))
     second.filter(access(1, "node-a:unverified:11111111-4c1d-4a8e-9d3c-2f1e0a9b7c6d"))
-    assert_equal 2, requests(index(second.filter(access(61, "node-a:1-ab:0"))))
+    assert_equal 3, requests(index(second.filter(access(61, "node-a:1-ab:0"))))
   end
 
   def test_a_torn_last_record_is_skipped_and_reported
