@@ -198,7 +198,7 @@ def _query(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from agent.discover import Layout, Window
     from agent.named import NAMED_SQL, Named, named_parameters
     from agent.output import Format, write_rows
-    from agent.query import Limits, QueryError, run_query
+    from agent.query import Cancelled, Limits, QueryError, run_query
 
     if not args.logs.is_dir():
         parser.error(f"--logs {args.logs}: not a directory")
@@ -209,23 +209,30 @@ def _query(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parameters = named_parameters(sql, args.limit, args.threshold)
     else:
         sql, parameters = args.sql, {}
-    budget = default_budget(args.memory_limit)
-    limits = Limits(args.timeout, budget.memory_bytes, budget.threads, args.max_rows)
-    window = Window(args.since, args.until)
-    if args.partial:  # infra.ops merges these documents across nodes (agent/partial.py)
-        from agent.partial import named_plan, sql_plan, write_partial
+    from agent.signals import Cancellation, cancel_on_signals
 
-        named = Named(args.named) if args.named is not None else None
-        plan = named_plan(named, args.limit, args.threshold) if named else sql_plan(args.sql)
-        extra = (limits, Layout(args.layout))
-        return write_partial(args.logs, plan, window, sys.stdout, sys.stderr, *extra)
-    try:
-        result = run_query(
-            args.logs, sql, parameters, window, sys.stderr, limits, Layout(args.layout)
-        )
-    except QueryError as error:
-        sys.stderr.write(f"query: error: {error}\n")
-        return 1
+    cancellation = Cancellation()
+    budget = default_budget(args.memory_limit)
+    limits = Limits(args.timeout, budget.memory_bytes, budget.threads, args.max_rows, cancellation)
+    window = Window(args.since, args.until)
+    with cancel_on_signals(cancellation):
+        if args.partial:  # infra.ops merges these documents across nodes (agent/partial.py)
+            from agent.partial import named_plan, sql_plan, write_partial
+
+            named = Named(args.named) if args.named is not None else None
+            plan = named_plan(named, args.limit, args.threshold) if named else sql_plan(args.sql)
+            extra = (limits, Layout(args.layout))
+            return write_partial(args.logs, plan, window, sys.stdout, sys.stderr, *extra)
+        try:
+            result = run_query(
+                args.logs, sql, parameters, window, sys.stderr, limits, Layout(args.layout)
+            )
+        except Cancelled as error:
+            sys.stderr.write(f"query: {error}\n")
+            return 128 + error.signum
+        except QueryError as error:
+            sys.stderr.write(f"query: error: {error}\n")
+            return 1
     write_rows(sys.stdout, result.columns, result.rows, Format(args.format))
     return 0
 

@@ -94,11 +94,14 @@ def write_partial(
     """Run ``plan`` over ``logs`` and write the document; 1 with a message on a query error.
     ``bounds`` go to ``run_query`` after its diagnostics stream (its limits and layout), so a
     partial query is held to the same time, memory and row bounds as any other."""
-    from agent.query import QueryError, run_query
+    from agent.query import Cancelled, QueryError, run_query
 
     diagnostics = _Tee(stderr)
     try:
         result = run_query(logs, plan.sql, plan.parameters, window, diagnostics, *bounds)
+    except Cancelled as error:
+        stderr.write(f"query: {error}\n")
+        return 128 + error.signum
     except QueryError as error:
         stderr.write(f"query: error: {error}\n")
         return 1

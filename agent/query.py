@@ -28,10 +28,10 @@ from agent.discover import (
     select_files,
 )
 from agent.events import ParquetFile, RawFile, literal_path
-from agent.sandbox import Limits, QueryError
+from agent.sandbox import Cancelled, Limits, QueryError
 from agent.stream import Counts, EventStream, Part, Reader, connect
 
-__all__ = ["Limits", "QueryError", "Result", "run_query"]
+__all__ = ["Cancelled", "Limits", "QueryError", "Result", "run_query"]
 
 # An archive part is de-duplicated as one; its identities take 16 bytes per event.
 DEDUP_PART_BYTES = 768 << 20

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import threading
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 
 from agent.events import FIELDS, OK
+from agent.signals import Cancellation
 
 READER_ROWS_PREFIX = "_reader_rows_"
 
@@ -34,6 +37,14 @@ class QueryError(Exception):
     """A query that cannot run or did not finish: bad SQL, not read-only, over a limit."""
 
 
+class Cancelled(QueryError):
+    """The query was stopped by a signal (`signum`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
 @dataclass(frozen=True)
 class Limits:
     """Bounds of one query (`--timeout`, `--memory-limit`, `--max-rows`)."""
@@ -42,6 +53,8 @@ class Limits:
     memory_bytes: int = 512 << 20
     threads: int = 2
     max_rows: int = 100_000
+    # Set by SIGINT/SIGTERM (agent/signals.py): the query stops as it would at its timeout.
+    cancellation: Cancellation | None = None
 
 
 def _walk(node: Any) -> Any:
@@ -145,12 +158,16 @@ def run(
     object with an `_ok` column) whose `_ok` is set, within `limits`; `con` from `connect`."""
     con = con or _connect(limits)
     timed_out = threading.Event()
+    cancellation = limits.cancellation
 
-    def stop() -> None:
-        timed_out.set()
+    def interrupt() -> None:
         con.interrupt()
         if on_timeout is not None:
             on_timeout()
+
+    def stop() -> None:
+        timed_out.set()
+        interrupt()
 
     timer = threading.Timer(limits.timeout_seconds, stop)
     try:
@@ -162,15 +179,22 @@ def run(
         check_read_only(con, sql)
         timer.start()
         try:
-            cursor = con.execute(sql, dict(parameters) or None)
-            rows = cursor.fetchmany(limits.max_rows + 1)
-        except duckdb.OutOfMemoryException:
-            raise QueryError(
-                f"the query needs more than {limits.memory_bytes >> 20} MiB "
-                "(--memory-limit); aggregate more, add a LIMIT or raise the limit"
-            ) from None
-        except duckdb.InterruptException:
-            if timed_out.is_set():
+            with cancellation.stopping(interrupt) if cancellation else nullcontext():
+                if cancellation is not None and cancellation.signum is not None:
+                    raise Cancelled(cancellation.signum)  # came before there was a query
+                cursor = con.execute(sql, dict(parameters) or None)
+                rows = cursor.fetchmany(limits.max_rows + 1)
+        except duckdb.Error as error:
+            # An interrupted read can surface as the reader's error too, not only DuckDB's
+            # InterruptException: the cancellation decides.
+            if cancellation is not None and cancellation.signum is not None:
+                raise Cancelled(cancellation.signum) from None
+            if isinstance(error, duckdb.OutOfMemoryException):
+                raise QueryError(
+                    f"the query needs more than {limits.memory_bytes >> 20} MiB "
+                    "(--memory-limit); aggregate more, add a LIMIT or raise the limit"
+                ) from None
+            if isinstance(error, duckdb.InterruptException) and timed_out.is_set():
                 raise QueryError(
                     f"the query ran longer than {limits.timeout_seconds:g} s (--timeout)"
                 ) from None
