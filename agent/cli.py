@@ -196,17 +196,19 @@ def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _query(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from agent.budget import default_budget
     from agent.discover import Layout, Window
-    from agent.named import NAMED_SQL, Named, named_parameters
+    from agent.named import NAMED_QUERIES, NAMED_SQL, Named, named_parameters
     from agent.output import Format, write_rows
-    from agent.query import Cancelled, Limits, QueryError, run_query
+    from agent.query import Cancelled, Limits, QueryError, Trusted, run_query
 
     if not args.logs.is_dir():
         parser.error(f"--logs {args.logs}: not a directory")
     if args.since and args.until and args.until <= args.since:
         parser.error("--until must be after --since")
+    trusted = None
     if args.named is not None:
         sql = NAMED_SQL[Named(args.named)]
         parameters = named_parameters(sql, args.limit, args.threshold)
+        trusted = Trusted(NAMED_QUERIES[Named(args.named)])
     else:
         sql, parameters = args.sql, {}
     from agent.signals import Cancellation, cancel_on_signals
@@ -225,8 +227,9 @@ def _query(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             return write_partial(args.logs, plan, window, sys.stdout, sys.stderr, *extra)
         try:
             result = run_query(
-                args.logs, sql, parameters, window, sys.stderr, limits, Layout(args.layout)
-            )
+                args.logs, sql, parameters, window, sys.stderr, limits, Layout(args.layout),
+                trusted,
+            )  # fmt: skip
         except Cancelled as error:
             sys.stderr.write(f"query: {error}\n")
             return 128 + error.signum

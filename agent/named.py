@@ -95,28 +95,77 @@ class MergeRule:
 
 @dataclass(frozen=True)
 class NamedQuery:
-    """A grouped SELECT (``partial_sql``) whose columns are ``columns``, and how to finish it."""
+    """A grouped SELECT over `logs`: one expression per column of ``columns`` (``select``), an
+    optional WHERE condition, GROUP BY ``keys``; and how to finish it (combine, HAVING bound,
+    ORDER BY, LIMIT)."""
 
-    partial_sql: str
     columns: tuple[str, ...]
+    select: tuple[str, ...]
     keys: tuple[str, ...]
     values: tuple[tuple[str, Combine], ...]
     order: tuple[tuple[str, bool], ...]
+    where: str = ""
     limited: bool = False
     # (column, parameter): keep groups whose column is greater than the parameter's value.
     above: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def partial_sql(self) -> str:
+        """The grouped SELECT, before HAVING/ORDER BY/LIMIT: what a node sends for merging."""
+        selected = ", ".join(f"{e} AS {c}" for e, c in zip(self.select, self.columns, strict=True))
+        text = f"SELECT {selected} FROM logs"
+        if self.where:
+            text += f" WHERE {self.where}"
+        if self.keys:
+            text += " GROUP BY " + ", ".join(self.keys)
+        return text
+
     def sql(self) -> str:
         """The single-node query; `$limit` and `$threshold` are bound parameters."""
-        text = self.partial_sql
+        return self.partial_sql + self._finish(having=True)
+
+    def _finish(self, having: bool) -> str:
+        text = ""
         if self.above:
-            text += " HAVING " + " AND ".join(f"{c} > ${p}" for c, p in self.above)
+            conditions = " AND ".join(f"{c} > ${p}" for c, p in self.above)
+            text += f" {'HAVING' if having else 'AND'} {conditions}"
         if self.order:
             terms = (f"{c} {'DESC' if d else 'ASC'} NULLS LAST" for c, d in self.order)
             text += " ORDER BY " + ", ".join(terms)
         if self.limited:
             text += " LIMIT $limit"
         return text
+
+    def grouping_sql(self, source: str) -> str:
+        """One scan of `source` (rows of the trusted reader, with `_ok`) that gives both this
+        query's groups and the reader's counts: GROUPING SETS groups every row by `_ok` alone
+        (`__set` 1, the first key not grouped: `__rows` valid or malformed rows) and the valid
+        rows inside the WHERE by the keys too (`__set` 0, `__in`). Only for queries with keys (`trusted`)."""
+        if not self.keys:
+            raise ValueError("grouping_sql needs a query with GROUP BY keys")
+        inside = f"{OK_COLUMN} AND coalesce({self.where}, false)" if self.where else OK_COLUMN
+        # Outside the WHERE every key is NULL: those rows make one group, not one per key,
+        # which keeps the hash table as small as the query's own. The grouping sets name
+        # expressions, not aliases: DuckDB resolves a GROUP BY name to the source's column
+        # first (`request`), which would group every row by its own value.
+        expressions = {
+            c: f"CASE WHEN {inside} THEN {e} END" if c in self.keys else e
+            for e, c in zip(self.select, self.columns, strict=True)
+        }
+        selected = ", ".join(f"{e} AS {c}" for c, e in expressions.items())
+        keys = ", ".join(expressions[k] for k in self.keys)
+        return (
+            f"SELECT {OK_COLUMN} AS __ok, {inside} AS __in, {selected}, "
+            f"count(*) AS __rows, grouping({expressions[self.keys[0]]}) AS __set "
+            f"FROM ({source}) "
+            f"GROUP BY GROUPING SETS (({OK_COLUMN}), ({OK_COLUMN}, {inside}, {keys}))"
+        )
+
+    def from_groups(self, table: str, partial: bool) -> str:
+        """This query's rows from a table of `grouping_sql`'s: the partial rows, or the answer
+        (HAVING as a condition on the groups, ORDER BY, LIMIT)."""
+        text = f"SELECT {', '.join(self.columns)} FROM {table} WHERE __set = 0 AND __in"
+        return text if partial else text + self._finish(having=False)
 
     def rule(self, limit: int, threshold: int) -> MergeRule:
         parameters = {"limit": limit, "threshold": threshold}
@@ -130,17 +179,18 @@ class NamedQuery:
         )
 
 
+# The reader's validity column (agent/events.py OK), named here to keep this module free of
+# the reader's imports.
+OK_COLUMN = "_ok"
 DESC, ASC = True, False
 
 
 def _top(column: str, expression: str, where: str, value: str = "requests") -> NamedQuery:
     """``SELECT <expression> AS <column>, count(*) AS <value> ... GROUP BY`` ranked by count."""
     return NamedQuery(
-        partial_sql=(
-            f"SELECT {expression} AS {column}, count(*) AS {value} FROM logs{where} "
-            f"GROUP BY {column}"
-        ),
         columns=(column, value),
+        select=(expression, "count(*)"),
+        where=where,
         keys=(column,),
         values=((value, Combine.SUM),),
         order=((value, DESC), (column, ASC)),
@@ -149,28 +199,23 @@ def _top(column: str, expression: str, where: str, value: str = "requests") -> N
 
 
 NAMED_QUERIES: dict[Named, NamedQuery] = {
-    Named.ERROR_ANALYSIS: _top("request", "request", " WHERE status = 404"),
+    Named.ERROR_ANALYSIS: _top("request", "request", "status = 404"),
     # A file is a path (query string dropped) ending in an extension, served in full.
     Named.CONTENT_ANALYSIS: NamedQuery(
-        partial_sql=(
-            "SELECT split_part(request, '?', 1) AS file, count(*) AS downloads, "
-            "sum(body_bytes_sent) AS bytes FROM logs "
-            "WHERE status = 200 AND http_method = 'GET' "
-            "AND regexp_matches(split_part(request, '?', 1), '/[^/]+\\.[A-Za-z0-9]{2,5}$') "
-            "GROUP BY file"
-        ),
         columns=("file", "downloads", "bytes"),
+        select=("split_part(request, '?', 1)", "count(*)", "sum(body_bytes_sent)"),
+        where=(
+            "status = 200 AND http_method = 'GET' "
+            "AND regexp_matches(split_part(request, '?', 1), '/[^/]+\\.[A-Za-z0-9]{2,5}$')"
+        ),
         keys=("file",),
         values=(("downloads", Combine.SUM), ("bytes", Combine.SUM)),
         order=(("downloads", DESC), ("file", ASC)),
         limited=True,
     ),
     Named.PEAK_TRAFFIC: NamedQuery(
-        partial_sql=(
-            "SELECT date_trunc('hour', time_local) AS hour, count(*) AS requests FROM logs "
-            "GROUP BY hour"
-        ),
         columns=("hour", "requests"),
+        select=("date_trunc('hour', time_local)", "count(*)"),
         keys=("hour",),
         values=(("requests", Combine.SUM),),
         order=(("hour", ASC),),
@@ -178,30 +223,30 @@ NAMED_QUERIES: dict[Named, NamedQuery] = {
     # Every address goes into the partial rows: one under the threshold on each node may be
     # over it in total.
     Named.SECURITY_ANALYSIS: NamedQuery(
-        partial_sql=(
-            "SELECT remote_addr, count(*) AS requests, "
-            "count(*) FILTER (WHERE status IN (401, 403)) AS denied, "
-            "count(*) FILTER (WHERE status = 404) AS not_found, "
-            "count(*) FILTER (WHERE status = 429) AS throttled FROM logs "
-            "GROUP BY remote_addr"
-        ),
         columns=("remote_addr", "requests", "denied", "not_found", "throttled"),
+        select=(
+            "remote_addr",
+            "count(*)",
+            "count(*) FILTER (WHERE status IN (401, 403))",
+            "count(*) FILTER (WHERE status = 404)",
+            "count(*) FILTER (WHERE status = 429)",
+        ),
         keys=("remote_addr",),
         values=tuple((c, Combine.SUM) for c in ("requests", "denied", "not_found", "throttled")),
         order=(("requests", DESC), ("remote_addr", ASC)),
         above=(("requests", "threshold"),),
     ),
-    Named.TOP_REFERRING_SITES: _top(
-        "referrer", "http_referer", " WHERE http_referer NOT IN ('', '-')"
-    ),
-    Named.UNAUTHORIZED_IPS: _top("remote_addr", "remote_addr", " WHERE status = 403"),
-    Named.THROTTLED_IPS: _top("remote_addr", "remote_addr", " WHERE status = 429"),
+    Named.TOP_REFERRING_SITES: _top("referrer", "http_referer", "http_referer NOT IN ('', '-')"),
+    Named.UNAUTHORIZED_IPS: _top("remote_addr", "remote_addr", "status = 403"),
+    Named.THROTTLED_IPS: _top("remote_addr", "remote_addr", "status = 429"),
     Named.DATA_VOLUME: NamedQuery(
-        partial_sql=(
-            "SELECT count(*) AS requests, coalesce(sum(body_bytes_sent), 0) AS total_bytes, "
-            "min(time_local) AS first_event, max(time_local) AS last_event FROM logs"
-        ),
         columns=("requests", "total_bytes", "first_event", "last_event"),
+        select=(
+            "count(*)",
+            "coalesce(sum(body_bytes_sent), 0)",
+            "min(time_local)",
+            "max(time_local)",
+        ),
         keys=(),
         values=(
             ("requests", Combine.SUM),

@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agent.discover import Window
-from agent.named import NAMED_QUERIES, PARTIAL_FORMAT, Combine, MergeRule, Named, OrderTerm
+from agent.named import (
+    NAMED_QUERIES,
+    PARTIAL_FORMAT,
+    Combine,
+    MergeRule,
+    Named,
+    NamedQuery,
+    OrderTerm,
+)
 
 _MERGEABLE_AGGREGATES = {
     "count_star": Combine.SUM,
@@ -46,11 +54,13 @@ class Plan:
     rule: MergeRule | None = None
     # Why rows from several nodes cannot be combined exactly (None: they can).
     not_mergeable: str | None = None
+    # A named query's, which the reader may answer itself (agent/query.py, Trusted).
+    named: NamedQuery | None = None
 
 
 def named_plan(named: Named, limit: int, threshold: int) -> Plan:
     query = NAMED_QUERIES[named]
-    return Plan(query.partial_sql, {}, query.rule(limit, threshold))
+    return Plan(query.partial_sql, {}, query.rule(limit, threshold), named=query)
 
 
 def sql_plan(sql: str) -> Plan:
@@ -94,11 +104,14 @@ def write_partial(
     """Run ``plan`` over ``logs`` and write the document; 1 with a message on a query error.
     ``bounds`` go to ``run_query`` after its diagnostics stream (its limits and layout), so a
     partial query is held to the same time, memory and row bounds as any other."""
-    from agent.query import Cancelled, QueryError, run_query
+    from agent.query import Cancelled, QueryError, Trusted, run_query
 
     diagnostics = _Tee(stderr)
+    trusted = Trusted(plan.named, partial=True) if plan.named is not None else None
     try:
-        result = run_query(logs, plan.sql, plan.parameters, window, diagnostics, *bounds)
+        result = run_query(
+            logs, plan.sql, plan.parameters, window, diagnostics, *bounds, trusted=trusted
+        )
     except Cancelled as error:
         stderr.write(f"query: {error}\n")
         return 128 + error.signum

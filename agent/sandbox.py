@@ -134,6 +134,31 @@ def _lock(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET lock_configuration = true")
 
 
+def bound_reached(error: duckdb.Error, limits: Limits, timed_out: bool) -> QueryError | None:
+    """What a DuckDB error means when a query was stopped: a signal, `--memory-limit` or
+    `--timeout` (None: none of them). An interrupted read can surface as the reader's error
+    too, not only as DuckDB's InterruptException: the cancellation decides."""
+    cancellation = limits.cancellation
+    if cancellation is not None and cancellation.signum is not None:
+        return Cancelled(cancellation.signum)
+    if isinstance(error, duckdb.OutOfMemoryException):
+        return QueryError(
+            f"the query needs more than {limits.memory_bytes >> 20} MiB "
+            "(--memory-limit); aggregate more, add a LIMIT or raise the limit"
+        )
+    if isinstance(error, duckdb.InterruptException) and timed_out:
+        return QueryError(f"the query ran longer than {limits.timeout_seconds:g} s (--timeout)")
+    return None
+
+
+def check_rows(rows: Sequence[object], limits: Limits) -> None:
+    if len(rows) > limits.max_rows:
+        raise QueryError(
+            f"the result has more than {limits.max_rows} rows (--max-rows); "
+            "aggregate or add a LIMIT"
+        )
+
+
 def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     try:
         statements = con.extract_statements(sql)
@@ -185,25 +210,11 @@ def run(
                 cursor = con.execute(sql, dict(parameters) or None)
                 rows = cursor.fetchmany(limits.max_rows + 1)
         except duckdb.Error as error:
-            # An interrupted read can surface as the reader's error too, not only DuckDB's
-            # InterruptException: the cancellation decides.
-            if cancellation is not None and cancellation.signum is not None:
-                raise Cancelled(cancellation.signum) from None
-            if isinstance(error, duckdb.OutOfMemoryException):
-                raise QueryError(
-                    f"the query needs more than {limits.memory_bytes >> 20} MiB "
-                    "(--memory-limit); aggregate more, add a LIMIT or raise the limit"
-                ) from None
-            if isinstance(error, duckdb.InterruptException) and timed_out.is_set():
-                raise QueryError(
-                    f"the query ran longer than {limits.timeout_seconds:g} s (--timeout)"
-                ) from None
+            reached = bound_reached(error, limits, timed_out.is_set())
+            if reached is not None:
+                raise reached from None
             raise
-        if len(rows) > limits.max_rows:
-            raise QueryError(
-                f"the result has more than {limits.max_rows} rows (--max-rows); "
-                "aggregate or add a LIMIT"
-            )
+        check_rows(rows, limits)
         columns = [d[0] for d in cursor.description or []]
         return columns, rows
     finally:

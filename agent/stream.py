@@ -130,6 +130,12 @@ class Reader:
         for cursor in list(self._cursors):
             cursor.interrupt()
 
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of the reader's database that `interrupt` reaches."""
+        cursor = self.con.cursor()
+        self._cursors.append(cursor)
+        return cursor
+
     def stream(
         self, columns: Sequence[str], with_ids: bool = False, batch_rows: int | None = None
     ) -> EventStream:
@@ -159,9 +165,7 @@ class Reader:
         With `batch_rows` the result comes through pyarrow in batches of that many rows
         (the compactor's); without, as DuckDB's chunks, with no pyarrow at all.
         """
-        cursor = self.con.cursor()
-        self._cursors.append(cursor)
-        relation = cursor.sql(sql)
+        relation = self.cursor().sql(sql)
         if batch_rows is None:
             return relation.__arrow_c_stream__()
         return relation.to_arrow_reader(batch_rows).__arrow_c_stream__()

@@ -1,0 +1,133 @@
+"""Named queries answered in the reader's own database (agent/query.py `_run_trusted`) give
+exactly what the sandbox gives for the same SQL: every named query, its answer and its partial
+groups, the counts on stderr, over hostile input (malformed lines, a damaged gzip, identical
+lines), a time window and a compacted-only archive; archives that need de-duplication keep the
+sandbox path."""
+
+import gzip
+import io
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from agent.archive import encode_metadata
+from agent.discover import Window
+from agent.named import NAMED_QUERIES, NAMED_SQL, Named, named_parameters
+from agent.query import Limits, QueryError, Result, Trusted, run_query
+from agent.schema import COMPACTED_SCHEMA
+from tests.agent.conftest import event_line, write_events, write_raw
+
+KEYED = [name for name, query in NAMED_QUERIES.items() if query.keys]
+
+
+def forbidden(*args: object) -> Result:
+    raise AssertionError("this path must not run")
+
+
+def both(
+    logs: Path, name: Named, window: Window, partial: bool, limits: Limits | None = None
+) -> tuple[tuple[Result, str], tuple[Result, str]]:
+    """(sandbox answer, its stderr), (trusted answer, its stderr), each path made sure of."""
+    query = NAMED_QUERIES[name]
+    sql = query.partial_sql if partial else NAMED_SQL[name]
+    parameters = {} if partial else named_parameters(sql, 5, 3)
+    answers = []
+    for trusted, other in ((None, "_run_trusted"), (Trusted(query, partial), "_run")):
+        diagnostics = io.StringIO()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(f"agent.query.{other}", forbidden)
+            result = run_query(logs, sql, parameters, window, diagnostics, limits, trusted=trusted)
+        answers.append((result, diagnostics.getvalue()))
+    return answers[0], answers[1]
+
+
+def rows_of(result: Result, partial: bool) -> list[tuple[object, ...]]:
+    # Partial groups come in no particular order; an answer's order is part of it.
+    return sorted(result.rows, key=repr) if partial else result.rows
+
+
+@pytest.fixture
+def hostile_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "logs"
+    write_events(folder / "application.log.2.gz", 1, 900, "2025-01-01T00:00", "2025-01-01T06:00")
+    events = write_events(
+        folder / "application.log.1", 2, 600, "2025-01-01T06:00", "2025-01-01T09:00"
+    )
+    # Identical requests, and lines the contract refuses, in the live file.
+    lines = [event_line(status=404, request="/same")] * 5
+    lines += [b"not json\n", event_line(status="404"), b'{"status": 404}\n']
+    write_raw(folder / "application.log", lines)
+    with (folder / "application.log.1").open("ab") as log:
+        log.write(b"\xff\xfe broken utf-8\n")
+    whole = gzip.compress(
+        b"".join(event_line(status=429, remote_addr=f"10.9.0.{i % 3}") for i in range(40))
+    )
+    (folder / "application.log.3.gz").write_bytes(whole[: len(whole) // 2])
+    assert events
+    return folder
+
+
+@pytest.mark.parametrize("partial", [False, True])
+@pytest.mark.parametrize("name", KEYED)
+def test_every_named_query_matches_the_sandbox_on_hostile_input(
+    hostile_folder: Path, name: Named, partial: bool
+) -> None:
+    for window in (Window(), Window(datetime(2025, 1, 1, 3), datetime(2025, 1, 1, 7))):
+        (sandboxed, sandbox_notes), (trusted, trusted_notes) = both(
+            hostile_folder, name, window, partial
+        )
+        assert trusted.columns == sandboxed.columns
+        assert rows_of(trusted, partial) == rows_of(sandboxed, partial)
+        assert trusted_notes == sandbox_notes
+    assert "malformed lines skipped" in trusted_notes
+    assert " 0 malformed" not in trusted_notes
+    assert "application.log.3.gz: truncated gzip" in trusted_notes
+
+
+@pytest.mark.parametrize("name", KEYED)
+def test_a_compacted_only_archive_matches_the_sandbox(tmp_path: Path, name: Named) -> None:
+    root = tmp_path / "archive"
+    for hour, seed in (("10", 1), ("11", 2)):
+        folder = root / "region=eu-1" / "dt=2025-01-01" / f"hour={hour}"
+        events = write_events(
+            folder / "raw.gz", seed, 300, f"2025-01-01T{hour}:00", f"2025-01-01T{hour}:59"
+        )
+        rows = [{**e, "event_id_source": None, "event_id_offset": None} for e in events]
+        as_text = COMPACTED_SCHEMA.set(2, pa.field("time_local", pa.string()))
+        table = pa.Table.from_pylist(rows, schema=as_text).cast(COMPACTED_SCHEMA)
+        metadata = encode_metadata({"raw.gz": '"e"'}, {})
+        pq.write_table(table.replace_schema_metadata(metadata), folder / "compacted.parquet")
+    (sandboxed, sandbox_notes), (trusted, trusted_notes) = both(root, name, Window(), False)
+    assert trusted.rows == sandboxed.rows
+    assert trusted_notes == sandbox_notes
+    assert "600 events" in trusted_notes
+
+
+def test_bounds_hold_on_the_trusted_path(hostile_folder: Path) -> None:
+    name = Named.SECURITY_ANALYSIS
+    with pytest.raises(QueryError, match="--max-rows"):
+        both(hostile_folder, name, Window(), True, Limits(max_rows=2))
+
+
+def test_an_archive_to_de_duplicate_keeps_the_sandbox_path(tmp_path: Path) -> None:
+    """De-duplication happens between the reader and the sandbox, so raw archive objects
+    never take the trusted path: the same answer comes from the sandbox."""
+    hour = tmp_path / "archive" / "region=eu-1" / "dt=2025-01-01" / "hour=10"
+    line = event_line(status=404, request="/gone", event_id="node-a:1-ab:0")
+    write_raw(
+        hour / "a.gz", [line, event_line(status=404, request="/gone", event_id="node-a:1-ab:9")]
+    )
+    write_raw(hour / "b.gz", [line])  # re-delivered
+    query = NAMED_QUERIES[Named.ERROR_ANALYSIS]
+    diagnostics = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("agent.query._run_trusted", forbidden)
+        result = run_query(
+            tmp_path / "archive", NAMED_SQL[Named.ERROR_ANALYSIS], {"limit": 5}, Window(),
+            diagnostics, trusted=Trusted(query),
+        )  # fmt: skip
+    assert result.rows == [("/gone", 2)]
+    assert "1 duplicate events removed" in diagnostics.getvalue()
