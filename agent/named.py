@@ -140,7 +140,8 @@ class NamedQuery:
         """One scan of `source` (rows of the trusted reader, with `_ok`) that gives both this
         query's groups and the reader's counts: GROUPING SETS groups every row by `_ok` alone
         (`__set` 1, the first key not grouped: `__rows` valid or malformed rows) and the valid
-        rows inside the WHERE by the keys too (`__set` 0, `__in`). Only for queries with keys (`trusted`)."""
+        rows inside the WHERE by the keys too (`__set` 0, `__in`). Only for queries with
+        keys."""
         if not self.keys:
             raise ValueError("grouping_sql needs a query with GROUP BY keys")
         inside = f"{OK_COLUMN} AND coalesce({self.where}, false)" if self.where else OK_COLUMN
@@ -159,6 +160,13 @@ class NamedQuery:
             f"count(*) AS __rows, grouping({expressions[self.keys[0]]}) AS __set "
             f"FROM ({source}) "
             f"GROUP BY GROUPING SETS (({OK_COLUMN}), ({OK_COLUMN}, {inside}, {keys}))"
+        )
+
+    def valid_grouping_sql(self, source: str) -> str:
+        """`grouping_sql`'s groups (`__set` 0) for a `source` whose rows are all valid (compacted
+        files): the plain grouped SELECT, a third of the cost of grouping sets."""
+        return (
+            f"SELECT 0 AS __set, true AS __in, * FROM (WITH logs AS ({source}) {self.partial_sql})"
         )
 
     def from_groups(self, table: str, partial: bool) -> str:

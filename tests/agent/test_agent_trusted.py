@@ -104,6 +104,11 @@ def test_a_compacted_only_archive_matches_the_sandbox(tmp_path: Path, name: Name
     assert trusted.rows == sandboxed.rows
     assert trusted_notes == sandbox_notes
     assert "600 events" in trusted_notes
+    window = Window(datetime(2025, 1, 1, 10, 30), datetime(2025, 1, 1, 11, 30))
+    (sandboxed, sandbox_notes), (trusted, trusted_notes) = both(root, name, window, True)
+    assert rows_of(trusted, True) == rows_of(sandboxed, True)
+    assert trusted_notes == sandbox_notes
+    assert "600 events" not in trusted_notes
 
 
 def test_bounds_hold_on_the_trusted_path(hostile_folder: Path) -> None:
