@@ -9,9 +9,7 @@ de-duplicates an archive, numpy.
 """
 
 import tempfile
-import threading
 from collections.abc import Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -31,7 +29,7 @@ from agent.discover import (
 )
 from agent.events import FIELDS, ParquetFile, RawFile, literal_path
 from agent.named import NamedQuery
-from agent.sandbox import Cancelled, Limits, QueryError, bound_reached, check_rows
+from agent.sandbox import Cancelled, Limits, QueryError, bounded, check_rows
 from agent.stream import Counts, Part, Reader, ReadFailure, connect
 
 __all__ = ["Cancelled", "Limits", "QueryError", "Result", "Trusted", "run_query"]
@@ -228,27 +226,11 @@ def _group(reader: Reader, grouping_sql: str, limits: Limits) -> duckdb.DuckDBPy
     """Run `grouping_sql` into the groups table within `limits`; a failure that is not a
     bound is the read's (ReadFailure), the SQL being ours."""
     cursor = reader.cursor()
-    timed_out = threading.Event()
-
-    def stop() -> None:
-        timed_out.set()
-        reader.interrupt()
-
-    timer = threading.Timer(limits.timeout_seconds, stop)
-    cancellation = limits.cancellation
     try:
-        with cancellation.stopping(reader.interrupt) if cancellation else nullcontext():
-            if cancellation is not None and cancellation.signum is not None:
-                raise Cancelled(cancellation.signum)
-            timer.start()
+        with bounded(limits, reader.interrupt):
             cursor.execute(f"CREATE OR REPLACE TEMP TABLE {_GROUPS} AS {grouping_sql}")
     except duckdb.Error as error:
-        reached = bound_reached(error, limits, timed_out.is_set())
-        if reached is not None:
-            raise reached from None
         raise ReadFailure(error) from None
-    finally:
-        timer.cancel()
     return cursor
 
 

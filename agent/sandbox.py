@@ -18,8 +18,8 @@ import json
 import secrets
 import signal
 import threading
-from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +134,34 @@ def _lock(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET lock_configuration = true")
 
 
+@contextmanager
+def bounded(limits: Limits, interrupt: Callable[[], None]) -> Iterator[None]:
+    """Run the block within `limits`' `--timeout` and its cancellation (a signal): either
+    calls `interrupt`, which must stop the block's DuckDB work, and a DuckDB error a bound
+    caused becomes that bound's QueryError (`--memory-limit` too); other errors pass."""
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        timed_out.set()
+        interrupt()
+
+    timer = threading.Timer(limits.timeout_seconds, stop)
+    cancellation = limits.cancellation
+    try:
+        with cancellation.stopping(interrupt) if cancellation else nullcontext():
+            if cancellation is not None and cancellation.signum is not None:
+                raise Cancelled(cancellation.signum)  # came before there was a query
+            timer.start()
+            yield
+    except duckdb.Error as error:
+        reached = bound_reached(error, limits, timed_out.is_set())
+        if reached is not None:
+            raise reached from None
+        raise
+    finally:
+        timer.cancel()
+
+
 def bound_reached(error: duckdb.Error, limits: Limits, timed_out: bool) -> QueryError | None:
     """What a DuckDB error means when a query was stopped: a signal, `--memory-limit` or
     `--timeout` (None: none of them). An interrupted read can surface as the reader's error
@@ -182,19 +210,12 @@ def run(
     """Run one read-only statement over `logs`, the `columns` of `rows` (an Arrow stream
     object with an `_ok` column) whose `_ok` is set, within `limits`; `con` from `connect`."""
     con = con or _connect(limits)
-    timed_out = threading.Event()
-    cancellation = limits.cancellation
 
     def interrupt() -> None:
         con.interrupt()
         if on_timeout is not None:
             on_timeout()
 
-    def stop() -> None:
-        timed_out.set()
-        interrupt()
-
-    timer = threading.Timer(limits.timeout_seconds, stop)
     try:
         reader_rows = READER_ROWS_PREFIX + secrets.token_hex(16)
         con.register(reader_rows, rows)
@@ -202,21 +223,11 @@ def run(
         con.execute(f"CREATE TEMPORARY VIEW logs AS SELECT {listed} FROM {reader_rows} WHERE {OK}")
         _lock(con)
         check_read_only(con, sql)
-        timer.start()
-        try:
-            with cancellation.stopping(interrupt) if cancellation else nullcontext():
-                if cancellation is not None and cancellation.signum is not None:
-                    raise Cancelled(cancellation.signum)  # came before there was a query
-                cursor = con.execute(sql, dict(parameters) or None)
-                rows = cursor.fetchmany(limits.max_rows + 1)
-        except duckdb.Error as error:
-            reached = bound_reached(error, limits, timed_out.is_set())
-            if reached is not None:
-                raise reached from None
-            raise
+        with bounded(limits, interrupt):
+            cursor = con.execute(sql, dict(parameters) or None)
+            rows = cursor.fetchmany(limits.max_rows + 1)
         check_rows(rows, limits)
         columns = [d[0] for d in cursor.description or []]
         return columns, rows
     finally:
-        timer.cancel()
         con.close()
