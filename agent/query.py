@@ -9,7 +9,7 @@ de-duplicates an archive, numpy.
 """
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -143,6 +143,19 @@ def run_query(
             selection.close()
 
 
+def _with_repairs(reader: Reader, attempt: Callable[[], Result]) -> Result:
+    """`attempt()` until no file it reads is damaged: a ReadFailure names the file, which the
+    reader repairs (rewrites, or rejects) before the next attempt. A file is repaired once, so
+    there are never more attempts than files."""
+    for _ in range(len(reader.names) + 1):
+        try:
+            return attempt()
+        except ReadFailure as failure:
+            if not reader.repair(failure):
+                raise QueryError(f"cannot read the logs: {failure}") from None
+    raise QueryError("too many damaged files")
+
+
 def _run(
     reader: Reader,
     selection: Selection,
@@ -151,10 +164,13 @@ def _run(
     limits: Limits,
     diagnostics: TextIO,
 ) -> Result:
-    sandboxed = sandbox.connect(limits)
-    columns = sandbox.needed_columns(sql, sandboxed)
-    # Each damaged file costs one more pass; there are never more than the files.
-    for _ in range(len(reader.names) + 1):
+    first = sandbox.connect(limits)
+    columns = sandbox.needed_columns(sql, first)
+    # sandbox.run closes its database: a repeated attempt needs a new one.
+    unused = [first]
+
+    def attempt() -> Result:
+        sandboxed = unused.pop() if unused else sandbox.connect(limits)
         stream = reader.stream(columns)
         try:
             names, rows = sandbox.run(
@@ -162,17 +178,15 @@ def _run(
             )
         except duckdb.Error as error:
             failure = stream.failed()
-            if failure is not None and reader.repair(failure):
-                sandboxed = sandbox.connect(limits)
-                continue
             if failure is not None:
-                raise QueryError(f"cannot read the logs: {failure}") from None
+                raise failure from None
             raise QueryError(str(error)) from None
         finally:
             stream.close()
         _report(diagnostics, selection, reader, stream.complete)
         return Result(names, rows)
-    raise QueryError("too many damaged files")
+
+    return _with_repairs(reader, attempt)
 
 
 def _run_trusted(
@@ -189,18 +203,14 @@ def _run_trusted(
     run where files can be read; rows that need de-duplication never come here (that happens
     on their way to the sandbox)."""
     query = trusted.query
-    for _ in range(len(reader.names) + 1):
+
+    def attempt() -> Result:
         sources = [sql for _, sql in reader.sources(list(FIELDS), with_ids=False)[1:]]
         source = " UNION ALL ".join(f"({sql})" for sql in sources)
         # Compacted rows were validated when they were written: nothing to count as malformed.
         valid_only = not any(part.raw for part in reader.parts)
         grouping = query.valid_grouping_sql(source) if valid_only else query.grouping_sql(source)
-        try:
-            cursor = _group(reader, grouping, limits)
-        except ReadFailure as failure:
-            if reader.repair(failure):
-                continue
-            raise QueryError(f"cannot read the logs: {failure}") from None
+        cursor = _group(reader, grouping, limits)
         if valid_only:
             (events,) = cursor.execute(f"SELECT count(*) FROM ({source})").fetchone() or (0,)
             counted = {True: events}
@@ -216,7 +226,8 @@ def _run_trusted(
         counts = Counts(events=counted.get(True, 0), malformed=counted.get(False, 0))
         _report(diagnostics, selection, reader, counts)
         return Result([d[0] for d in answer.description or []], rows)
-    raise QueryError("too many damaged files")
+
+    return _with_repairs(reader, attempt)
 
 
 _GROUPS = "named_groups"

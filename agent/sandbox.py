@@ -154,7 +154,7 @@ def bounded(limits: Limits, interrupt: Callable[[], None]) -> Iterator[None]:
             timer.start()
             yield
     except duckdb.Error as error:
-        reached = bound_reached(error, limits, timed_out.is_set())
+        reached = _bound_reached(error, limits, timed_out.is_set())
         if reached is not None:
             raise reached from None
         raise
@@ -162,7 +162,7 @@ def bounded(limits: Limits, interrupt: Callable[[], None]) -> Iterator[None]:
         timer.cancel()
 
 
-def bound_reached(error: duckdb.Error, limits: Limits, timed_out: bool) -> QueryError | None:
+def _bound_reached(error: duckdb.Error, limits: Limits, timed_out: bool) -> QueryError | None:
     """What a DuckDB error means when a query was stopped: a signal, `--memory-limit` or
     `--timeout` (None: none of them). An interrupted read can surface as the reader's error
     too, not only as DuckDB's InterruptException: the cancellation decides."""
