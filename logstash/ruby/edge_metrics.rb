@@ -113,6 +113,8 @@ module BacalhauLogs
     # "<node>:<inode>-<fingerprint>:<offset>" (docs/contracts.md, "Event identity").
     OFFSET = /\A(?:0|[1-9]\d{0,17})\z/.freeze
 
+    attr_reader :offsets
+
     def initialize
       @offsets = {}
       @unverified = Set.new
@@ -134,10 +136,6 @@ module BacalhauLogs
 
       @offsets[source] = offset
       :verified
-    end
-
-    def offsets
-      @offsets
     end
 
     def restore_offsets(offsets)
@@ -396,8 +394,9 @@ module BacalhauLogs
     def on_tick(event)
       now = event.get("@timestamp").to_f
       journal do |journal|
-        @deliveries.forget_unverified(journal.expire(@clock.call))
-        @deliveries.forget_sources(journal.stale_sources(@clock.call))
+        wall = @clock.call
+        @deliveries.forget_unverified(journal.expire(wall))
+        @deliveries.forget_sources(journal.stale_sources(wall))
       end
       take_pending + close_windows do |window|
         idle = !window.touched
