@@ -329,15 +329,11 @@ class EventStream:
     ) -> None:
         self.reader = reader
         self.batch_rows = batch_rows
-        self.columns = columns
-        self.failure: ReadFailure | None = None
         self.complete: Counts | None = None
-        self.scans = 0
         (_, self._empty), *self._sources = reader.sources(columns, with_ids)
         self._streams: list[ChainedStream] = []
 
     def __arrow_c_stream__(self, requested_schema: object = None) -> object:
-        self.scans += 1
         return self.new_pass().capsule()
 
     def new_pass(self) -> ChainedStream:
@@ -361,12 +357,10 @@ class EventStream:
     def close(self) -> None:
         for stream in self._streams:
             stream.close()
-            if stream.failure is not None and self.failure is None:
-                self.failure = ReadFailure(stream.failure)
 
     def failed(self) -> ReadFailure | None:
-        """The first read failure of any pass so far."""
+        """The first read failure of any pass so far (closed or not)."""
         for stream in self._streams:
             if stream.failure is not None:
                 return ReadFailure(stream.failure)
-        return self.failure
+        return None
