@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from agent.events import OK
+
 DEFAULT_LIMIT = 10
 DEFAULT_THRESHOLD = 1000
 # The document `query --partial` prints (agent/partial.py) and `infra.ops` reads.
@@ -144,7 +146,7 @@ class NamedQuery:
         keys."""
         if not self.keys:
             raise ValueError("grouping_sql needs a query with GROUP BY keys")
-        inside = f"{OK_COLUMN} AND coalesce({self.where}, false)" if self.where else OK_COLUMN
+        inside = f"{OK} AND coalesce({self.where}, false)" if self.where else OK
         # Outside the WHERE every key is NULL: those rows make one group, not one per key,
         # which keeps the hash table as small as the query's own. The grouping sets name
         # expressions, not aliases: DuckDB resolves a GROUP BY name to the source's column
@@ -156,10 +158,10 @@ class NamedQuery:
         selected = ", ".join(f"{e} AS {c}" for c, e in expressions.items())
         keys = ", ".join(expressions[k] for k in self.keys)
         return (
-            f"SELECT {OK_COLUMN} AS __ok, {inside} AS __in, {selected}, "
+            f"SELECT {OK} AS __ok, {inside} AS __in, {selected}, "
             f"count(*) AS __rows, grouping({expressions[self.keys[0]]}) AS __set "
             f"FROM ({source}) "
-            f"GROUP BY GROUPING SETS (({OK_COLUMN}), ({OK_COLUMN}, {inside}, {keys}))"
+            f"GROUP BY GROUPING SETS (({OK}), ({OK}, {inside}, {keys}))"
         )
 
     def valid_grouping_sql(self, source: str) -> str:
@@ -187,9 +189,6 @@ class NamedQuery:
         )
 
 
-# The reader's validity column (agent/events.py OK), named here to keep this module free of
-# the reader's imports.
-OK_COLUMN = "_ok"
 DESC, ASC = True, False
 
 
