@@ -7,7 +7,7 @@ import agent.dedup
 from agent.dedup import SeenKeys
 
 
-@pytest.mark.parametrize("max_run", [2_000, 1 << 20])
+@pytest.mark.parametrize("max_run", [2_000, agent.dedup.MAX_RUN])
 # 4 filter bits: nearly every new key finds its bit set and is searched for (the exact path).
 @pytest.mark.parametrize("filter_bits", [4, agent.dedup.FILTER_BITS])
 def test_each_key_is_first_seen_once(
