@@ -202,6 +202,25 @@ def part_sql(
     return f"SELECT {', '.join(selected)}{hashes} FROM ({inner}){window_filter(since, until)}"
 
 
+# How many lines of the input one row of `identities_sql` stands for.
+COPIES = "_copies"
+
+
+def identities_sql(rows: str, columns: Sequence[str], dedup: bool) -> str:
+    """`rows` of `part_sql` (with `columns`) as one row per event, with COPIES: the lines it
+    came from. With `dedup` (the part's rows carry the identity hashes), the copies of an
+    event become one row holding any copy's values (they are the same event); the malformed
+    lines, never merged with an event, become one row with `_ok` false. Without, every line
+    is its own row."""
+    if not dedup:
+        return f"SELECT {', '.join(columns)}, {OK}, 1 AS {COPIES} FROM ({rows})"
+    kept = ", ".join(f"any_value({c}) AS {c}" for c in columns)
+    return (
+        f"SELECT {kept}, {OK}, count(*) AS {COPIES} FROM ({rows}) "
+        f"GROUP BY {OK}, CASE WHEN {OK} THEN {HASH_1} END, CASE WHEN {OK} THEN {HASH_2} END"
+    )
+
+
 def _null_hashes() -> str:
     return f", NULL::UBIGINT AS {HASH_1}, NULL::UBIGINT AS {HASH_2}"
 

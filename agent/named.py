@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from agent.events import OK
+from agent.events import COPIES, OK
 
 DEFAULT_LIMIT = 10
 DEFAULT_THRESHOLD = 1000
@@ -139,11 +139,11 @@ class NamedQuery:
         return text
 
     def grouping_sql(self, source: str) -> str:
-        """One scan of `source` (rows of the trusted reader, with `_ok`) that gives both this
-        query's groups and the reader's counts: GROUPING SETS groups every row by `_ok` alone
-        (`__set` 1, the first key not grouped: `__rows` valid or malformed rows) and the valid
-        rows inside the WHERE by the keys too (`__set` 0, `__in`). Only for queries with
-        keys."""
+        """One scan of `source` (rows of agent/events.py `identities_sql`, with `_ok` and
+        COPIES) that gives both this query's groups and the reader's counts: GROUPING SETS
+        groups every row by `_ok` alone (`__set` 1, the first key not grouped: `__rows` events
+        or malformed rows, `__lines` the lines they came from) and the valid rows inside the
+        WHERE by the keys too (`__set` 0, `__in`). Only for queries with keys."""
         if not self.keys:
             raise ValueError("grouping_sql needs a query with GROUP BY keys")
         inside = f"{OK} AND coalesce({self.where}, false)" if self.where else OK
@@ -159,7 +159,8 @@ class NamedQuery:
         keys = ", ".join(expressions[k] for k in self.keys)
         return (
             f"SELECT {OK} AS __ok, {inside} AS __in, {selected}, "
-            f"count(*) AS __rows, grouping({expressions[self.keys[0]]}) AS __set "
+            f"count(*) AS __rows, sum({COPIES}) AS __lines, "
+            f"grouping({expressions[self.keys[0]]}) AS __set "
             f"FROM ({source}) "
             f"GROUP BY GROUPING SETS (({OK}), ({OK}, {inside}, {keys}))"
         )

@@ -27,7 +27,7 @@ from agent.discover import (
     gzip_size,
     select_files,
 )
-from agent.events import FIELDS, ParquetFile, RawFile, literal_path
+from agent.events import ParquetFile, RawFile, identities_sql, literal_path
 from agent.named import NamedQuery
 from agent.sandbox import Cancelled, Limits, QueryError, bounded, check_rows
 from agent.stream import Counts, Part, Reader, ReadFailure, connect
@@ -115,9 +115,9 @@ def run_query(
 ) -> Result:
     """Run `sql` over the events under `logs` inside `window`; notes go to `diagnostics`.
 
-    With `trusted` (the named query `sql` is the text of), and when no event has to be
-    de-duplicated, the reader answers it itself (`_run_trusted`); otherwise `sql` runs in the
-    sandbox. Raises QueryError: bad SQL, a limit reached, or input that cannot be read.
+    With `trusted` (the named query `sql` is the text of, when it has GROUP BY keys), the
+    reader answers it itself (`_run_trusted`); otherwise `sql` runs in the sandbox. Raises
+    QueryError: bad SQL, a limit reached, or input that cannot be read.
     """
     limits = limits or Limits()
     with tempfile.TemporaryDirectory(prefix="agent-query-") as scratch:
@@ -134,7 +134,7 @@ def run_query(
             parts, names = plan_parts(selection)
             reader = Reader(con, parts, names, window, Path(scratch))
             try:
-                if trusted is not None and trusted.query.keys and not any(p.dedup for p in parts):
+                if trusted is not None and trusted.query.keys:
                     return _run_trusted(reader, selection, trusted, parameters, limits, diagnostics)
                 return _run(reader, selection, sql, parameters, limits, diagnostics)
             finally:
@@ -200,30 +200,46 @@ def _run_trusted(
     """A named query in the reader's own database, where no row has to cross to the sandbox:
     one scan groups the events and counts the malformed lines (NamedQuery.grouping_sql), into
     a table of groups the answer is read from. Its SQL is ours, never the user's, so it may
-    run where files can be read; rows that need de-duplication never come here (that happens
-    on their way to the sandbox)."""
+    run where files can be read. Raw archive objects are de-duplicated on the way, in SQL
+    (agent/events.py `identities_sql`): one hash aggregate by identity per part, where the
+    sandbox's path keeps a set in Python (agent/dedup.py); both count the same
+    (tests/agent/test_agent_trusted.py), and this one needs neither numpy nor a second
+    database."""
     query = trusted.query
+    cursor = reader.cursor()
+    columns = sandbox.needed_columns(query.sql(), cursor)
 
     def attempt() -> Result:
-        sources = [sql for _, sql in reader.sources(list(FIELDS), with_ids=False)[1:]]
-        source = " UNION ALL ".join(f"({sql})" for sql in sources)
-        # Compacted rows were validated when they were written: nothing to count as malformed.
-        valid_only = not any(part.raw for part in reader.parts)
-        grouping = query.valid_grouping_sql(source) if valid_only else query.grouping_sql(source)
-        cursor = _group(reader, grouping, limits)
+        found = reader.sources(columns, with_ids=False)[1:]
+        # Compacted rows were validated and de-duplicated when they were written.
+        valid_only = not any(part.raw or part.dedup for part in reader.parts)
         if valid_only:
-            (events,) = cursor.execute(f"SELECT count(*) FROM ({source})").fetchone() or (0,)
-            counted = {True: events}
+            source = " UNION ALL ".join(f"({sql})" for _, sql in found)
+            grouping = query.valid_grouping_sql(source)
         else:
-            counted = dict(
-                cursor.execute(
-                    f"SELECT __ok, sum(__rows)::BIGINT FROM {_GROUPS} WHERE __set = 1 GROUP BY __ok"
-                ).fetchall()
+            events = (
+                identities_sql(sql, columns, part is not None and part.dedup) for part, sql in found
             )
+            grouping = query.grouping_sql(" UNION ALL ".join(f"({sql})" for sql in events))
+        _group(cursor, grouping, limits, reader.interrupt)
+        if valid_only:
+            (valid,) = cursor.execute(f"SELECT count(*) FROM ({source})").fetchone() or (0,)
+            counts = Counts(events=valid)
+        else:
+            counted = {
+                ok: (int(kept), int(lines))
+                for ok, kept, lines in cursor.execute(
+                    f"SELECT __ok, sum(__rows), sum(__lines) FROM {_GROUPS} WHERE __set = 1 "
+                    "GROUP BY __ok"
+                ).fetchall()
+            }
+            # An event's copies are one row of the groups: the lines beyond it were copies.
+            valid, lines = counted.get(True, (0, 0))
+            malformed = counted.get(False, (0, 0))[1]
+            counts = Counts(valid, malformed=malformed, duplicates=lines - valid)
         answer = cursor.execute(query.from_groups(_GROUPS, trusted.partial), dict(parameters))
         rows = answer.fetchmany(limits.max_rows + 1)
         check_rows(rows, limits)
-        counts = Counts(events=counted.get(True, 0), malformed=counted.get(False, 0))
         _report(diagnostics, selection, reader, counts)
         return Result([d[0] for d in answer.description or []], rows)
 
@@ -233,16 +249,19 @@ def _run_trusted(
 _GROUPS = "named_groups"
 
 
-def _group(reader: Reader, grouping_sql: str, limits: Limits) -> duckdb.DuckDBPyConnection:
+def _group(
+    cursor: duckdb.DuckDBPyConnection,
+    grouping_sql: str,
+    limits: Limits,
+    interrupt: Callable[[], None],
+) -> None:
     """Run `grouping_sql` into the groups table within `limits`; a failure that is not a
     bound is the read's (ReadFailure), the SQL being ours."""
-    cursor = reader.cursor()
     try:
-        with bounded(limits, reader.interrupt):
+        with bounded(limits, interrupt):
             cursor.execute(f"CREATE OR REPLACE TEMP TABLE {_GROUPS} AS {grouping_sql}")
     except duckdb.Error as error:
         raise ReadFailure(error) from None
-    return cursor
 
 
 def _report(

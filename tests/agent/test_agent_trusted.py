@@ -1,11 +1,13 @@
 """Named queries answered in the reader's own database (agent/query.py `_run_trusted`) give
 exactly what the sandbox gives for the same SQL: every named query, its answer and its partial
 groups, the counts on stderr, over hostile input (malformed lines, a damaged gzip, identical
-lines), a time window and a compacted-only archive; archives that need de-duplication keep the
-sandbox path."""
+lines), a time window, a compacted-only archive, and raw archives to de-duplicate (re-deliveries,
+identical requests, lines without identities, raw objects replaying a compacted hour)."""
 
 import gzip
 import io
+import json
+import zlib
 from datetime import datetime
 from pathlib import Path
 
@@ -117,9 +119,78 @@ def test_bounds_hold_on_the_trusted_path(hostile_folder: Path) -> None:
         both(hostile_folder, name, Window(), True, Limits(max_rows=2))
 
 
-def test_an_archive_to_de_duplicate_keeps_the_sandbox_path(tmp_path: Path) -> None:
-    """De-duplication happens between the reader and the sandbox, so raw archive objects
-    never take the trusted path: the same answer comes from the sandbox."""
+@pytest.fixture
+def hostile_archive(tmp_path: Path) -> Path:
+    """Raw hours to de-duplicate: re-delivered events across objects and within one, identical
+    requests under different ids, lines archived before identities (an exact copy is the same
+    event), malformed lines; an hour with a compacted file whose events a raw object replays;
+    a truncated object."""
+    root = tmp_path / "archive"
+    hour = root / "region=eu-1" / "dt=2025-01-01"
+    first = [
+        event_line(
+            status=(404, 403, 429, 200)[i % 4], remote_addr=f"10.1.0.{i % 5}",
+            request=f"/p/{i % 7}.png", http_referer=("-", "https://a.example/")[i % 2],
+            time_local=f"2025-01-01T10:{i % 60:02d}:00", event_id=f"node-a:1-ab:{i * 100}",
+        )
+        for i in range(120)
+    ]  # fmt: skip
+    same = event_line(status=404, request="/same", time_local="2025-01-01T10:30:00")
+    old = event_line(status=429, remote_addr="10.9.9.9", time_local="2025-01-01T10:45:00")
+    write_raw(hour / "hour=10" / "a.gz", [*first, same, old, old, b"not json\n"])
+    replayed = [*first[80:], *first[100:110]]  # and again within the object
+    other_ids = [
+        event_line(status=404, request="/same", event_id=f"node-b:2-cd:{i}") for i in range(4)
+    ]
+    write_raw(hour / "hour=10" / "b.gz", [*replayed, *other_ids, same, event_line(status="404")])
+    events = write_events(
+        hour / "hour=11" / "raw.gz", 3, 200, "2025-01-01T11:00", "2025-01-01T11:59"
+    )
+    rows = [
+        {**e, "event_id_source": "node-c:3-ef", "event_id_offset": n} for n, e in enumerate(events)
+    ]
+    as_text = COMPACTED_SCHEMA.set(2, pa.field("time_local", pa.string()))
+    table = pa.Table.from_pylist(rows, schema=as_text).cast(COMPACTED_SCHEMA)
+    metadata = encode_metadata({"raw.gz": '"e"'}, {})
+    pq.write_table(table.replace_schema_metadata(metadata), hour / "hour=11" / "compacted.parquet")
+    replay = [
+        (json.dumps({**e, "event_id": f"node-c:3-ef:{n}"}) + "\n").encode()
+        for n, e in enumerate(events) if n % 3 == 0
+    ]  # fmt: skip
+    write_raw(hour / "hour=11" / "late.gz", replay)
+    cut = hour / "hour=12" / "cut.gz"
+    write_events(cut, 4, 300, "2025-01-01T12:00", "2025-01-01T12:59")
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    return root
+
+
+@pytest.mark.parametrize("partial", [False, True])
+@pytest.mark.parametrize("name", KEYED)
+def test_de_duplicated_archives_match_the_sandbox(
+    hostile_archive: Path, name: Named, partial: bool
+) -> None:
+    """De-duplicating in the reader's SQL (agent/events.py `identities_sql`) counts what the
+    sandbox's path (agent/dedup.py, between the two databases) counts."""
+    for window in (Window(), Window(datetime(2025, 1, 1, 10, 20), datetime(2025, 1, 1, 11, 30))):
+        (sandboxed, sandbox_notes), (trusted, trusted_notes) = both(
+            hostile_archive, name, window, partial
+        )
+        assert trusted.columns == sandboxed.columns
+        assert rows_of(trusted, partial) == rows_of(sandboxed, partial)
+        assert trusted_notes == sandbox_notes
+    (_, notes), _ = both(hostile_archive, name, Window(), partial)
+    # The lines the truncated object still holds, whole.
+    cut = (hostile_archive / "region=eu-1/dt=2025-01-01/hour=12/cut.gz").read_bytes()
+    salvaged = zlib.decompressobj(wbits=31).decompress(cut).count(b"\n")
+    assert salvaged > 50
+    # 120 events, `/same` and the line without an id once each, 4 other ids, 200 compacted.
+    # Removed: the old line's copy, `/same` again, 40 + 10 replayed in b.gz, 67 in late.gz.
+    events = 120 + 1 + 1 + 4 + 200 + salvaged
+    assert f"{events} events, 2 malformed lines skipped, 119 duplicate events removed" in notes
+    assert "cut.gz: truncated gzip" in notes
+
+
+def test_a_re_delivered_event_counts_once(tmp_path: Path) -> None:
     hour = tmp_path / "archive" / "region=eu-1" / "dt=2025-01-01" / "hour=10"
     line = event_line(status=404, request="/gone", event_id="node-a:1-ab:0")
     write_raw(
@@ -129,7 +200,7 @@ def test_an_archive_to_de_duplicate_keeps_the_sandbox_path(tmp_path: Path) -> No
     query = NAMED_QUERIES[Named.ERROR_ANALYSIS]
     diagnostics = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("agent.query._run_trusted", forbidden)
+        patch.setattr("agent.query._run", forbidden)
         result = run_query(
             tmp_path / "archive", NAMED_SQL[Named.ERROR_ANALYSIS], {"limit": 5}, Window(),
             diagnostics, trusted=Trusted(query),
