@@ -140,8 +140,11 @@ def bench_size(root: Path, repeat: int) -> list[dict[str, object]]:
     ]
 
 
-def bench_compact(hour: Path, raw_ndjson_bytes: int, events: int) -> dict[str, object]:
-    """`agent compact --once` on one hour in a local moto S3 vs DuckDB-only in-memory COPY."""
+def bench_compact(hour: Path, raw_ndjson_bytes: int, events: int, repeat: int) -> dict[str, object]:
+    """`agent compact --once` on one hour in a local moto S3 vs DuckDB-only in-memory COPY,
+    alternating, `repeat` times each; medians. Each compaction gets a fresh bucket: moto keeps
+    its buckets for the life of this process, and a second run over a compacted hour would
+    find nothing to do."""
     from moto.server import ThreadedMotoServer
 
     sys.path.insert(0, str(REPO))
@@ -152,36 +155,50 @@ def bench_compact(hour: Path, raw_ndjson_bytes: int, events: int) -> dict[str, o
              "http_method": "VARCHAR", "request": "VARCHAR", "http_version": "VARCHAR",
              "status": "INTEGER", "body_bytes_sent": "BIGINT", "http_referer": "VARCHAR",
              "http_user_agent": "VARCHAR", "event_id": "VARCHAR"}  # fmt: skip
+    ours: list[dict[str, object]] = []
+    theirs: list[dict[str, object]] = []
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         client = make_client(endpoint, "us-east-1")
-        client.create_bucket(Bucket="bench")
-        for path in files:
-            client.upload_file(str(path), "bench", "logs/" + path.relative_to(hour).as_posix())
-        command = [sys.executable, "-m", "agent", "compact", "--bucket", "bench",
-                   "--endpoint-url", endpoint, "--region-name", "us-east-1", "--once"]  # fmt: skip
-        ours = run(command)
+        with tempfile.TemporaryDirectory() as scratch:
+            copy = f"COPY (SELECT * FROM {ndjson(files, typed)}) TO '{scratch}/x.parquet' " \
+                   "(FORMAT parquet, COMPRESSION zstd)"  # fmt: skip
+            for attempt in range(repeat):
+                bucket = f"bench-{attempt}"
+                client.create_bucket(Bucket=bucket)
+                for path in files:
+                    key = "logs/" + path.relative_to(hour).as_posix()
+                    client.upload_file(str(path), bucket, key)
+                command = [
+                    *(sys.executable, "-m", "agent", "compact", "--bucket", bucket),
+                    *("--endpoint-url", endpoint, "--region-name", "us-east-1", "--once"),
+                ]
+                ours.append(run(command))
+                theirs.append(run(plain(copy)))
+            their_size = Path(scratch, "x.parquet").stat().st_size
         key = next(
             o["Key"]
-            for o in client.list_objects_v2(Bucket="bench")["Contents"]
+            for o in client.list_objects_v2(Bucket=bucket)["Contents"]
             if o["Key"].endswith("compacted.parquet")
         )
-        size = client.head_object(Bucket="bench", Key=key)["ContentLength"]
+        size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
     finally:
         server.stop()
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = f"COPY (SELECT * FROM {ndjson(files, typed)}) TO '{scratch}/x.parquet' " \
-               "(FORMAT parquet, COMPRESSION zstd)"  # fmt: skip
-        theirs = run(plain(copy))
-        their_size = Path(scratch, "x.parquet").stat().st_size
+
+    def median(runs: list[dict[str, object]], key: str) -> float:
+        return statistics.median(float(str(r[key])) for r in runs)
+
+    agent_wall, copy_wall = median(ours, "wall_s"), median(theirs, "wall_s")
     return {
         "events": events,
-        "agent": {k: ours[k] for k in ("wall_s", "cpu_s", "rss_mib", "stderr")},
-        "copy": {k: theirs[k] for k in ("wall_s", "cpu_s", "rss_mib")},
-        "throughput_ratio": float(str(theirs["wall_s"])) / float(str(ours["wall_s"])),
+        "agent": {k: median(ours, k) for k in ("wall_s", "cpu_s", "rss_mib")}
+        | {"stderr": ours[-1]["stderr"], "wall_runs": [r["wall_s"] for r in ours]},
+        "copy": {k: median(theirs, k) for k in ("wall_s", "cpu_s", "rss_mib")}
+        | {"wall_runs": [r["wall_s"] for r in theirs]},
+        "throughput_ratio": copy_wall / agent_wall,
         "raw_ndjson_bytes": raw_ndjson_bytes,
         "compacted_bytes": size,
         "compression_ratio": raw_ndjson_bytes / size,
@@ -216,7 +233,7 @@ def table(results: dict[str, object]) -> str:
     sizes = list(queries)
     header = ["query", *(f"{int(n) / 1e6:g}M" for n in sizes)]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for index, first in enumerate(queries[sizes[0]]):
+    for index, first in enumerate(queries[sizes[0]] if sizes else []):
         cells = [str(first["what"])]
         for size in sizes:
             row = queries[size][index]
@@ -231,11 +248,12 @@ def table(results: dict[str, object]) -> str:
         ours, theirs = compact["agent"], compact["copy"]
         lines.append("")
         lines.append(
-            f"compact, {compact['events']} events: {ours['wall_s']:.2f} s vs COPY "
+            f"compact, {compact['events']} events (median): {ours['wall_s']:.2f} s vs COPY "
             f"{theirs['wall_s']:.2f} s, throughput {compact['throughput_ratio']:.2f}x "
             f"(CPU {ours['cpu_s']:.2f} vs {theirs['cpu_s']:.2f} s), "
             f"{ours['rss_mib']:.0f}/{theirs['rss_mib']:.0f} MiB, "
-            f"Parquet {compact['compression_ratio']:.1f}x smaller than the NDJSON"
+            f"Parquet {compact['compression_ratio']:.1f}x smaller than the NDJSON; runs: agent "
+            f"{ours.get('wall_runs')} s, COPY {theirs.get('wall_runs')} s"
         )
     return "\n".join(lines)
 
@@ -245,6 +263,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="*", help="default: those built")
     parser.add_argument("--table", type=Path, help="print a results file as Markdown, run nothing")
+    parser.add_argument("--compact-only", action="store_true", help="only the compactor")
     args = parser.parse_args()
     if args.table:
         print(table(json.loads(args.table.read_text())))
@@ -256,10 +275,12 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "agent")], check=True)
     sizes = args.sizes or [int(str(s["events"])) for s in built["sizes"]]
     results: dict[str, object] = {"machine": machine(), "data": built}
-    results["queries"] = {str(n): bench_size(DATA / str(n), args.repeat) for n in sizes}
+    results["queries"] = {
+        str(n): bench_size(DATA / str(n), args.repeat) for n in ([] if args.compact_only else sizes)
+    }
     hour = built["hour"]
     results["compact"] = bench_compact(
-        DATA / "hour" / "raw", int(hour["raw_ndjson_bytes"]), int(hour["events"])
+        DATA / "hour" / "raw", int(hour["raw_ndjson_bytes"]), int(hour["events"]), args.repeat
     )
     results["loadavg_at_end"] = os.getloadavg()
     print(json.dumps(results, indent=2, default=str))
