@@ -171,7 +171,7 @@ def bench_compact(hour: Path, raw_ndjson_bytes: int, events: int, repeat: int) -
                 client.create_bucket(Bucket=bucket)
                 for path in files:
                     key = "logs/" + path.relative_to(hour).as_posix()
-                    client.upload_file(str(path), bucket, key)
+                    client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
                 command = [
                     *(sys.executable, "-m", "agent", "compact", "--bucket", bucket),
                     *("--endpoint-url", endpoint, "--region-name", "us-east-1", "--once"),

@@ -94,13 +94,14 @@ def compact(raw_root: Path, target: Path, bucket: str) -> None:
         client = make_client(f"http://{host}:{port}", "us-east-1")
         client.create_bucket(Bucket=bucket)
         for path in sorted(raw_root.rglob("*.gz")):
-            client.upload_file(str(path), bucket, "logs/" + path.relative_to(raw_root).as_posix())
+            key = "logs/" + path.relative_to(raw_root).as_posix()
+            client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
         Compactor(client, bucket, "logs/", timedelta(0)).run_once()
         for item in client.list_objects_v2(Bucket=bucket, Prefix="logs/")["Contents"]:
             if item["Key"].endswith("compacted.parquet"):
                 path = target / item["Key"].removeprefix("logs/")
                 path.parent.mkdir(parents=True, exist_ok=True)
-                client.download_file(bucket, item["Key"], str(path))
+                path.write_bytes(client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
     finally:
         server.stop()
 

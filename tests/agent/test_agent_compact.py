@@ -155,7 +155,7 @@ def _download(client: S3Client, bucket: str, root: Path) -> None:
     for item in client.list_objects_v2(Bucket=bucket)["Contents"]:
         target = root / item["Key"]
         target.parent.mkdir(parents=True, exist_ok=True)
-        client.download_file(bucket, item["Key"], str(target))
+        target.write_bytes(client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
 
 
 def test_cli_compact_then_query_counts_each_event_once(
