@@ -51,11 +51,13 @@ BATCH_ROWS = 1 << 16
 
 @dataclass
 class Part:
-    """Files read by one query; with `dedup`, re-delivered events are dropped within it."""
+    """Files read by one query; with `dedup`, re-delivered events are dropped within it.
+    `size`: about how many bytes of NDJSON its files hold."""
 
     raw: list[RawFile] = field(default_factory=list)
     compacted: list[ParquetFile] = field(default_factory=list)
     dedup: bool = False
+    size: int = 0
 
 
 @dataclass

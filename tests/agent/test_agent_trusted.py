@@ -207,3 +207,43 @@ def test_a_re_delivered_event_counts_once(tmp_path: Path) -> None:
         )  # fmt: skip
     assert result.rows == [("/gone", 2)]
     assert "1 duplicate events removed" in diagnostics.getvalue()
+
+
+def test_a_large_archive_is_de_duplicated_on_the_sandbox_path(
+    hostile_archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond SQL_DEDUP_BYTES of raw objects, the sandbox's identity set is the cheaper way
+    (agent/query.py); the answer is the same either way."""
+    name = Named.SECURITY_ANALYSIS
+    query = NAMED_QUERIES[name]
+    sql, parameters = NAMED_SQL[name], named_parameters(NAMED_SQL[name], 5, 3)
+    answers = []
+    for limit, other in ((1 << 40, "_run"), (0, "_run_trusted")):
+        monkeypatch.setattr("agent.query.SQL_DEDUP_BYTES", limit)
+        diagnostics = io.StringIO()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(f"agent.query.{other}", forbidden)
+            result = run_query(
+                hostile_archive, sql, parameters, Window(), diagnostics, trusted=Trusted(query)
+            )
+        answers.append((result.rows, diagnostics.getvalue()))
+    assert answers[0] == answers[1]
+    assert "119 duplicate events removed" in answers[0][1]
+
+
+def test_the_size_to_de_duplicate_is_read_from_gzip_trailers_within_bounds(
+    tmp_path: Path,
+) -> None:
+    """The choice of path rests on agent/query.py `_raw_size`: a gzip trailer's size, but
+    never below the file's own size nor above DEFLATE's 1032:1 limit (a truncated file's last
+    four bytes are no trailer)."""
+    from agent.query import _raw_size
+
+    data = b"".join(event_line(request=f"/r/{i}") for i in range(2000))
+    whole = tmp_path / "whole.gz"
+    whole.write_bytes(gzip.compress(data))
+    assert _raw_size(whole) == len(data)
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(whole.read_bytes()[:-9] + b"\xff\xff\xff\x7f")  # a trailer of 2 GiB
+    assert _raw_size(cut) == 1032 * cut.stat().st_size
+    assert _raw_size(tmp_path / "missing.gz") == 0
