@@ -1,9 +1,10 @@
 """Agent benchmarks against a plain DuckDB query, run by hand after `bench/agent_data.py`.
 
-    python bench/agent_bench.py [--repeat 3] > bench/out/agent_bench.json
+    python bench/agent_bench.py [--repeat 5] > bench/out/agent_bench.json
 
 Results: docs/bench-agent.md. Every comparison is side by side in this one run, each side a
-fresh Python process (interpreter start included), timed by wall clock and CPU time, with the
+fresh Python process (interpreter start included), the two sides alternating, timed by wall
+clock and CPU time, with the
 process's own peak memory (GNU time's maximum resident set size). The plain side is what
 issue 13 compares against: DuckDB reading only the columns the query needs
 (`read_ndjson(..., columns=..., records=true)` or `read_parquet`) straight into the aggregate,
@@ -60,8 +61,7 @@ def run(command: list[str]) -> dict[str, object]:
     }
 
 
-def median_run(command: list[str], repeat: int) -> dict[str, object]:
-    runs = [run(command) for _ in range(repeat)]
+def medians(runs: list[dict[str, object]]) -> dict[str, object]:
     best = {key: statistics.median(float(str(r[key])) for r in runs)
             for key in ("wall_s", "cpu_s", "rss_mib")}  # fmt: skip
     return {**best, "stdout": runs[-1]["stdout"], "stderr": runs[-1]["stderr"]}
@@ -81,7 +81,13 @@ def ndjson(files: list[Path], columns: dict[str, str]) -> str:
 
 
 def compare(name: str, ours: list[str], theirs: list[str], repeat: int) -> dict[str, object]:
-    a, b = median_run(ours, repeat), median_run(theirs, repeat)
+    """Both commands `repeat` times, alternating, so that a change in the machine's state
+    (another tenant, the page cache) weighs on both sides alike; medians."""
+    runs: tuple[list[dict[str, object]], list[dict[str, object]]] = ([], [])
+    for _ in range(repeat):
+        runs[0].append(run(ours))
+        runs[1].append(run(theirs))
+    a, b = medians(runs[0]), medians(runs[1])
     return {
         "what": name,
         "agent": {k: a[k] for k in ("wall_s", "cpu_s", "rss_mib", "stderr")},
