@@ -4,12 +4,11 @@
 
 Results: docs/bench-agent.md. Every comparison is side by side in this one run, each side a
 fresh Python process (interpreter start included), the two sides alternating, timed by wall
-clock and CPU time, with the
-process's own peak memory (GNU time's maximum resident set size). The plain side is what
-issue 13 compares against: DuckDB reading only the columns the query needs
-(`read_ndjson(..., columns=..., records=true)` or `read_parquet`) straight into the aggregate,
-with DuckDB's defaults. It does not validate, salvage, de-duplicate or sandbox anything; the
-agent does all of that.
+clock and CPU time, with the process's own peak memory (GNU time's maximum resident set
+size). The plain side is what issue 13 compares against: DuckDB reading only the columns the
+query needs (`read_ndjson(..., columns=..., records=true)` or `read_parquet`) straight into
+the aggregate, with DuckDB's defaults. It does not validate, salvage, de-duplicate or sandbox
+anything; the agent does all of that.
 """
 
 import argparse
