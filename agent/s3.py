@@ -7,7 +7,7 @@ resources, which the agent does not use, and importing it (with s3transfer) cost
 compactor about 25 ms of its start-up.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import botocore.session
 from botocore.config import Config
@@ -42,10 +42,11 @@ def make_client(endpoint_url: str | None = None, region_name: str | None = None)
         s3={"addressing_style": "path"} if endpoint_url else None,
     )
     session = botocore.session.get_session()
-    client: S3Client = session.create_client(
+    client = session.create_client(
         "s3", endpoint_url=endpoint_url, region_name=region_name, config=config
     )
-    return client
+    # botocore's stubs type every client as BaseClient; this one is S3's.
+    return cast("S3Client", client)
 
 
 def describe_failure(error: Exception, bucket: str, endpoint_url: str | None) -> str:
