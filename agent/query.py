@@ -5,7 +5,9 @@ streams validated events; the sandbox (agent/sandbox.py) runs the user's single 
 that stream and can touch no file at all. Events are never loaded into a table first, so
 memory stays flat however many events there are. The stream passes from one database to the
 other as Arrow C data (agent/cstream.py): a query imports neither pyarrow nor, unless it
-de-duplicates an archive, numpy.
+de-duplicates an archive on the way to the sandbox, numpy. A named query is our SQL, not the
+user's: the reader answers it alone (`_run_trusted`), de-duplicating archives in SQL, unless
+there is so much to de-duplicate that the sandbox's way is cheaper (SQL_DEDUP_BYTES).
 """
 
 import os
