@@ -17,6 +17,8 @@ DUCKDB_SHARE = 0.5
 # Without a container limit (a laptop, the benchmark host), stay modest all the same.
 DEFAULT_CAP = 1024 * MIB
 FLOOR = 64 * MIB
+# The trusted reader's least: DuckDB's JSON reader alone takes up to 2 x 16 MiB per thread.
+READER_FLOOR = 256 * MIB
 
 _CGROUP = Path("/sys/fs/cgroup")
 
@@ -28,9 +30,10 @@ class Budget:
     memory_bytes: int
     threads: int
 
-    def split(self, share: float) -> int:
-        """`share` of the memory, never below DuckDB's useful minimum."""
-        return max(FLOOR, int(self.memory_bytes * share))
+    def reader(self) -> "Budget":
+        """The trusted reader's part (agent/stream.py): it streams, so a quarter covers its
+        buffers and it spills beyond; the rest is the sandbox's, Python's and Arrow's."""
+        return Budget(max(self.memory_bytes // 4, READER_FLOOR), self.threads)
 
 
 def container_memory(root: Path = _CGROUP) -> int | None:

@@ -273,19 +273,16 @@ def _compact(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from agent.budget import Budget, default_budget
+    from agent.budget import default_budget
     from agent.compact import Compactor
     from agent.s3 import describe_failure, make_client
     from agent.signals import install_stop_handlers
 
     prefix = args.prefix if args.prefix.endswith("/") or not args.prefix else args.prefix + "/"
     client = make_client(args.endpoint_url, args.region_name)
-    # DuckDB only streams here: a quarter of the budget, the rest is Python's and Arrow's.
-    budget = default_budget(args.memory_limit)
-    reader_budget = Budget(max(budget.memory_bytes // 4, 256 << 20), budget.threads)
-    compactor = Compactor(
-        client, args.bucket, prefix, timedelta(seconds=args.grace), budget=reader_budget
-    )
+    # DuckDB only streams here; the rest of the budget is Python's and Arrow's.
+    budget = default_budget(args.memory_limit).reader()
+    compactor = Compactor(client, args.bucket, prefix, timedelta(seconds=args.grace), budget=budget)
     stop = threading.Event()
     install_stop_handlers(stop)
     while True:

@@ -47,7 +47,6 @@ DEDUP_PART_BYTES = 768 << 20
 # for user agents; at 1.07 GB and above the sandbox's way was faster for both.
 SQL_DEDUP_BYTES = 192 << 20
 _COMPACTED_ROW_BYTES = 400
-READER_FLOOR = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -140,10 +139,7 @@ def run_query(
     """
     limits = limits or Limits()
     with tempfile.TemporaryDirectory(prefix="agent-query-") as scratch:
-        # The reader streams: a quarter of the memory covers its buffers (DuckDB's JSON
-        # reader takes up to 2 x 16 MiB per thread) and spills.
-        budget = Budget(max(limits.memory_bytes // 4, READER_FLOOR), limits.threads)
-        con = connect(budget, Path(scratch))
+        con = connect(Budget(limits.memory_bytes, limits.threads).reader(), Path(scratch))
         try:
             selection = select_files(logs, window, con, layout)
         except InputError as error:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.budget import DEFAULT_CAP, default_budget
+from agent.budget import DEFAULT_CAP, MIB, READER_FLOOR, Budget, default_budget
 
 
 def _cgroup(root: Path, memory: str | None, cpu: str | None) -> Path:
@@ -43,3 +43,8 @@ def test_budget_follows_the_container(
 def test_explicit_limit_wins(tmp_path: Path) -> None:
     root = _cgroup(tmp_path / "cg", "1073741824", None)
     assert default_budget(300 << 20, root=root).memory_bytes == 300 << 20
+
+
+def test_the_reader_gets_a_quarter_but_never_less_than_its_buffers_need() -> None:
+    assert Budget(2048 * MIB, 2).reader() == Budget(512 * MIB, 2)
+    assert Budget(512 * MIB, 1).reader() == Budget(READER_FLOOR, 1)
