@@ -203,19 +203,15 @@ def bench_compact(
         size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
     finally:
         server.stop()
-
-    def median(runs: list[dict[str, object]], key: str) -> float:
-        return statistics.median(float(str(r[key])) for r in runs)
-
-    agent_wall, copy_wall = median(ours, "wall_s"), median(theirs, "wall_s")
+    a, b = medians(ours), medians(theirs)
     return {
         "events": events,
         "hours": hours,
-        "agent": {k: median(ours, k) for k in ("wall_s", "cpu_s", "rss_mib")}
-        | {"stderr": ours[-1]["stderr"], "wall_runs": [r["wall_s"] for r in ours]},
-        "copy": {k: median(theirs, k) for k in ("wall_s", "cpu_s", "rss_mib")}
+        "agent": {k: a[k] for k in ("wall_s", "cpu_s", "rss_mib", "stderr")}
+        | {"wall_runs": [r["wall_s"] for r in ours]},
+        "copy": {k: b[k] for k in ("wall_s", "cpu_s", "rss_mib")}
         | {"wall_runs": [r["wall_s"] for r in theirs]},
-        "throughput_ratio": copy_wall / agent_wall,
+        "throughput_ratio": float(str(b["wall_s"])) / float(str(a["wall_s"])),
         "raw_ndjson_bytes": raw_ndjson_bytes,
         "compacted_bytes": size,
         "compression_ratio": raw_ndjson_bytes / size,
