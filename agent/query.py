@@ -33,7 +33,7 @@ from agent.discover import (
 from agent.events import ParquetFile, RawFile, identities_sql, literal_path
 from agent.named import NamedQuery
 from agent.sandbox import Cancelled, Limits, QueryError, bounded, check_rows
-from agent.stream import Counts, Part, Reader, ReadFailure, connect
+from agent.stream import Counts, Part, Reader, ReadFailure, connect, memory_limit
 
 __all__ = ["Cancelled", "Limits", "QueryError", "Result", "Trusted", "run_query"]
 
@@ -46,6 +46,15 @@ DEDUP_PART_BYTES = 768 << 20
 # 0.49 s against 0.59 s; at 358 MB, 0.81 against 0.87 s for referrers but 1.03 against 0.94 s
 # for user agents; at 1.07 GB and above the sandbox's way was faster for both.
 SQL_DEDUP_BYTES = 192 << 20
+# The reader's share of the query's memory (agent/budget.py) when the sandbox reads its
+# stream (the sandbox keeps the whole `--memory-limit` for user SQL): a quarter to stream a
+# node's folder, a half to stream and de-duplicate an archive. Measured on the 6M-event bench
+# (docs/bench-agent.md): a half took the raw day from 4.03 s to 3.64 s (1.59x to 1.44x the
+# plain query; DuckDB faulted 425K pages in at a quarter, 152K at a half) and its peak to
+# 348 MiB; on a node folder it saved 5 % but took the peak from 216 MiB to 281-299 MiB,
+# too close to a node's 300 MiB.
+STREAMING_SHARE = 4
+DEDUP_SHARE = 2
 _COMPACTED_ROW_BYTES = 400
 
 
@@ -139,7 +148,8 @@ def run_query(
     """
     limits = limits or Limits()
     with tempfile.TemporaryDirectory(prefix="agent-query-") as scratch:
-        con = connect(Budget(limits.memory_bytes, limits.threads).reader(), Path(scratch))
+        budget = Budget(limits.memory_bytes, limits.threads)
+        con = connect(budget.reader(share=STREAMING_SHARE), Path(scratch))
         try:
             selection = select_files(logs, window, con, layout)
         except InputError as error:
@@ -150,7 +160,11 @@ def run_query(
             reader = Reader(con, parts, names, window, Path(scratch))
             try:
                 to_dedup = sum(part.size for part in parts if part.dedup)
-                if trusted is not None and trusted.query.keys and to_dedup <= SQL_DEDUP_BYTES:
+                alone = trusted is not None and trusted.query.keys and to_dedup <= SQL_DEDUP_BYTES
+                # Answering alone, without a sandbox, the reader has the query's whole memory.
+                share = 1 if alone else DEDUP_SHARE if to_dedup else STREAMING_SHARE
+                con.execute(f"SET memory_limit = '{memory_limit(budget.reader(share))}'")
+                if alone and trusted is not None:
                     return _run_trusted(reader, selection, trusted, parameters, limits, diagnostics)
                 return _run(reader, selection, sql, parameters, limits, diagnostics)
             finally:

@@ -77,6 +77,11 @@ class ReadFailure(Exception):
         super().__init__(text.splitlines()[0] if text else type(error).__name__)
 
 
+def memory_limit(budget: Budget) -> str:
+    """`budget`'s memory as DuckDB's `memory_limit` setting."""
+    return f"{budget.memory_bytes // (1 << 20)}MiB"
+
+
 def connect(budget: Budget, scratch: Path) -> duckdb.DuckDBPyConnection:
     """The trusted reader's database: it may open files, within `budget`, spilling to
     `scratch`."""
@@ -84,7 +89,7 @@ def connect(budget: Budget, scratch: Path) -> duckdb.DuckDBPyConnection:
         ":memory:",
         config={
             "threads": budget.threads,
-            "memory_limit": f"{budget.memory_bytes // (1 << 20)}MiB",
+            "memory_limit": memory_limit(budget),
             "temp_directory": str(scratch / "spill"),
             "preserve_insertion_order": False,
             "python_enable_replacements": False,

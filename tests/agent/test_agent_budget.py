@@ -45,6 +45,8 @@ def test_explicit_limit_wins(tmp_path: Path) -> None:
     assert default_budget(300 << 20, root=root).memory_bytes == 300 << 20
 
 
-def test_the_reader_gets_a_quarter_but_never_less_than_its_buffers_need() -> None:
-    assert Budget(2048 * MIB, 2).reader() == Budget(512 * MIB, 2)
-    assert Budget(512 * MIB, 1).reader() == Budget(READER_FLOOR, 1)
+def test_the_reader_gets_its_share_but_never_less_than_its_buffers_need() -> None:
+    assert Budget(2048 * MIB, 2).reader(share=4) == Budget(512 * MIB, 2)
+    assert Budget(2048 * MIB, 2).reader(share=2) == Budget(1024 * MIB, 2)
+    assert Budget(2048 * MIB, 2).reader(share=1) == Budget(2048 * MIB, 2)
+    assert Budget(512 * MIB, 1).reader(share=4) == Budget(READER_FLOOR, 1)

@@ -248,3 +248,47 @@ def test_the_size_to_de_duplicate_is_read_from_gzip_trailers_within_bounds(
     cut.write_bytes(whole.read_bytes()[:-9] + b"\xff\xff\xff\x7f")  # a trailer of 2 GiB
     assert _raw_size(cut) == 1032 * cut.stat().st_size
     assert _raw_size(tmp_path / "missing.gz") == 0
+
+
+def test_the_reader_gets_the_whole_memory_only_when_it_answers_alone(
+    hostile_folder: Path, hostile_archive: Path
+) -> None:
+    """Answering alone, the reader has the query's `--memory-limit`; beside the sandbox, which
+    keeps all of it for user SQL, a quarter to stream a node's folder (agent/query.py
+    STREAMING_SHARE), a half to de-duplicate an archive on the way (DEDUP_SHARE)."""
+    import agent.query
+
+    seen: dict[str, str] = {}
+
+    def spy(name: str) -> object:
+        real = getattr(agent.query, name)
+
+        def run(reader: object, *args: object) -> Result:
+            cursor = reader.con.cursor()  # type: ignore[attr-defined]
+            (setting,) = cursor.execute("SELECT current_setting('memory_limit')").fetchall()[0]
+            seen[name] = setting
+            return real(reader, *args)  # type: ignore[no-any-return]
+
+        return run
+
+    query = NAMED_QUERIES[Named.TOP_REFERRING_SITES]
+    sql = NAMED_SQL[Named.TOP_REFERRING_SITES]
+    limits = Limits(memory_bytes=1 << 30)
+    archive = hostile_archive
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("agent.query._run_trusted", spy("_run_trusted"))
+        patch.setattr("agent.query._run", spy("_run"))
+        for trusted in (Trusted(query), None):
+            run_query(
+                hostile_folder, sql, named_parameters(sql, 5, 3), Window(), io.StringIO(),
+                limits, trusted=trusted,
+            )  # fmt: skip
+    assert seen == {"_run_trusted": "1.0 GiB", "_run": "256.0 MiB"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("agent.query.SQL_DEDUP_BYTES", 0)  # the archive on the sandbox's way
+        patch.setattr("agent.query._run", spy("_run"))
+        run_query(
+            archive, sql, named_parameters(sql, 5, 3), Window(), io.StringIO(), limits,
+            trusted=Trusted(query),
+        )  # fmt: skip
+    assert seen["_run"] == "512.0 MiB"
