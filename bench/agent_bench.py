@@ -8,7 +8,8 @@ clock and CPU time, with the process's own peak memory (GNU time's maximum resid
 size). The plain side is what issue 13 compares against: DuckDB reading only the columns the
 query needs (`read_ndjson(..., columns=..., records=true)` or `read_parquet`) straight into
 the aggregate, with DuckDB's defaults. It does not validate, salvage, de-duplicate or sandbox
-anything; the agent does all of that.
+anything; the agent does all of that, with the `--memory-limit` its job's container gives it
+(`job_memory_limit`).
 """
 
 import argparse
@@ -69,8 +70,29 @@ def medians(runs: list[dict[str, object]]) -> dict[str, object]:
     return {**best, "stdout": runs[-1]["stdout"], "stderr": runs[-1]["stderr"]}
 
 
-def agent(logs: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "agent", "query", "--logs", str(logs), "--format", "json", *args]
+def job_memory_limit(job: str) -> str:
+    """The `--memory-limit` the agent gives itself inside `job`'s container (jobs/<job>.yaml
+    Resources.Memory): DuckDB's share of it (agent/budget.py), so that the bench measures the
+    agent as it is deployed rather than with its default for a host without limits."""
+    import yaml
+
+    sys.path.insert(0, str(REPO))
+    from agent.budget import DUCKDB_SHARE
+    from infra.capacity import parse_bytes
+
+    spec = yaml.safe_load((REPO / "jobs" / f"{job}.yaml").read_text())
+    memory = parse_bytes(str(spec["Tasks"][0]["Resources"]["Memory"]))
+    return f"{int(memory * DUCKDB_SHARE) >> 20}MiB"
+
+
+# A node's folder is read by ops jobs, an archive by batch jobs.
+NODE_JOB, ARCHIVE_JOB = "queries/ops/error-analysis", "queries/batch/top-referring-sites"
+
+
+def agent(logs: Path, *args: str, job: str = ARCHIVE_JOB) -> list[str]:
+    limit = ("--memory-limit", job_memory_limit(job))
+    return [sys.executable, "-m", "agent", "query", "--logs", str(logs), "--format", "json",
+            *limit, *args]  # fmt: skip
 
 
 def plain(sql: str) -> list[str]:
@@ -113,7 +135,7 @@ def bench_size(root: Path, repeat: int) -> list[dict[str, object]]:
     return [
         compare(
             "node folder, named error-analysis",
-            agent(node, "--named", "error-analysis"),
+            agent(node, "--named", "error-analysis", job=NODE_JOB),
             plain(
                 ERRORS_404.format(
                     src=ndjson(node_files, {"request": "VARCHAR", "status": "INTEGER"})
@@ -123,7 +145,7 @@ def bench_size(root: Path, repeat: int) -> list[dict[str, object]]:
         ),
         compare(
             "node folder, --sql status counts",
-            agent(node, "--sql", BY_STATUS.format(src="logs")),
+            agent(node, "--sql", BY_STATUS.format(src="logs"), job=NODE_JOB),
             plain(BY_STATUS.format(src=ndjson(node_files, {"status": "INTEGER"}))),
             repeat,
         ),
@@ -191,6 +213,7 @@ def bench_compact(
                 command = [
                     *(sys.executable, "-m", "agent", "compact", "--bucket", bucket),
                     *("--endpoint-url", endpoint, "--region-name", "us-east-1", "--once"),
+                    *("--memory-limit", job_memory_limit("compactor")),
                 ]
                 ours.append(run(command))
                 theirs.append(run(plain(copy)))
