@@ -49,10 +49,11 @@ SQL_DEDUP_BYTES = 192 << 20
 # The reader's share of the query's memory (agent/budget.py) when the sandbox reads its
 # stream (the sandbox keeps the whole `--memory-limit` for user SQL): a quarter to stream a
 # node's folder, a half to stream and de-duplicate an archive. Measured on the 6M-event bench
-# (docs/bench-agent.md): a half took the raw day from 4.03 s to 3.64 s (1.59x to 1.44x the
-# plain query; DuckDB faulted 425K pages in at a quarter, 152K at a half) and its peak to
-# 348 MiB; on a node folder it saved 5 % but took the peak from 216 MiB to 281-299 MiB,
-# too close to a node's 300 MiB.
+# (docs/bench-agent.md) with a 1 GiB budget: a half took the raw day from 4.03 s to 3.64 s
+# (1.59x to 1.44x the plain query; DuckDB faulted 425K pages in at a quarter, 152K at a half)
+# and its peak to 348 MiB; on a node folder it saved 5 % but took the peak from 216 MiB to
+# 281-299 MiB, too close to a node's 300 MiB. Below a budget of 512 MiB both shares are the
+# reader's floor (agent/budget.py), hence the batch job's 2GB (jobs/queries/batch/).
 STREAMING_SHARE = 4
 DEDUP_SHARE = 2
 _COMPACTED_ROW_BYTES = 400
