@@ -35,7 +35,6 @@ DUCK_TYPES = {name: INTEGER_FIELDS.get(name, "VARCHAR") for name in FIELDS} | {
     "time_local": "TIMESTAMP"
 }
 EVENT_ID = "event_id"
-TIME_FORMAT = EVENT_TIME_FORMAT
 TIME_TEXT_BYTES = len("2025-01-01T00:00:00")
 MAX_EVENT_BYTES = 1 << 20
 MAX_LINE_BYTES = 16 << 20
@@ -86,7 +85,7 @@ def _read_ndjson(files: Sequence[RawFile], gzip: bool, with_event_id: bool) -> s
     return (
         f"read_ndjson({_path_list(f.sql_path for f in files)}, columns = {spec}, "
         "ignore_errors = true, format = 'newline_delimited', hive_partitioning = false, "
-        f"timestampformat = {quote(TIME_FORMAT)}, "
+        f"timestampformat = {quote(EVENT_TIME_FORMAT)}, "
         f"compression = '{'gzip' if gzip else 'none'}', maximum_object_size = {MAX_LINE_BYTES})"
     )
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import duckdb
 
-from agent.events import OK, TIME_FORMAT, RawFile, part_sql
+from agent.events import OK, RawFile, part_sql
+from agent.times import EVENT_TIME_FORMAT
 from tests.agent.conftest import event_line, write_raw
 
 CANONICAL = "2025-01-01T10:30:00"
@@ -68,7 +69,7 @@ def test_time_is_parsed_exactly_as_strptime_would(tmp_path: Path) -> None:
     rows = con.sql(f"SELECT time_local, {OK} FROM ({sql})").fetchall()
     expected = con.execute(
         "SELECT try_strptime(t, $format) FROM unnest($texts) AS u(t)",
-        {"format": TIME_FORMAT, "texts": texts},
+        {"format": EVENT_TIME_FORMAT, "texts": texts},
     ).fetchall()
     assert len(rows) == len(texts)
     # Files are read in order: row i is line i.
