@@ -161,11 +161,12 @@ def run_query(
             reader = Reader(con, parts, names, window, Path(scratch))
             try:
                 to_dedup = sum(part.size for part in parts if part.dedup)
-                alone = trusted is not None and trusted.query.keys and to_dedup <= SQL_DEDUP_BYTES
+                if trusted is not None and not (trusted.query.keys and to_dedup <= SQL_DEDUP_BYTES):
+                    trusted = None  # the sandbox's way
                 # Answering alone, without a sandbox, the reader has the query's whole memory.
-                share = 1 if alone else DEDUP_SHARE if to_dedup else STREAMING_SHARE
+                share = 1 if trusted is not None else DEDUP_SHARE if to_dedup else STREAMING_SHARE
                 con.execute(f"SET memory_limit = '{memory_limit(budget.reader(share))}'")
-                if alone and trusted is not None:
+                if trusted is not None:
                     return _run_trusted(reader, selection, trusted, parameters, limits, diagnostics)
                 return _run(reader, selection, sql, parameters, limits, diagnostics)
             finally:
