@@ -32,10 +32,8 @@ class Budget:
 
     def reader(self, share: int) -> "Budget":
         """The trusted reader's part (agent/stream.py), 1/`share` of this budget but never
-        less than its buffers need. It streams, and spills beyond its part; how much it gets
-        still counts: at a quarter of the default budget (256 MiB), DuckDB kept giving pages
-        back and faulting them in again (425K page faults over the 6M-event raw day against
-        152K at a half, 4-6 % of the query's CPU)."""
+        less than its buffers need. It streams, and spills beyond its part; the shares, and
+        what they were measured to cost, are agent/query.py's and agent/cli.py's."""
         return Budget(max(self.memory_bytes // share, READER_FLOOR), self.threads)
 
 
