@@ -13,6 +13,7 @@ anything; the agent does all of that, with the `--memory-limit` its job's contai
 """
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -70,6 +71,7 @@ def medians(runs: list[dict[str, object]]) -> dict[str, object]:
     return {**best, "stdout": runs[-1]["stdout"], "stderr": runs[-1]["stderr"]}
 
 
+@functools.cache
 def job_memory_limit(job: str) -> str:
     """The `--memory-limit` the agent gives itself inside `job`'s container (jobs/<job>.yaml
     Resources.Memory): DuckDB's share of it (agent/budget.py), so that the bench measures the
