@@ -1,5 +1,19 @@
 """Entry point for `python -m agent`."""
 
+import os
+import sys
+
 from agent.cli import main
 
-raise SystemExit(main())
+code = main()
+# Leave without the interpreter's teardown, as mypy does (`mypy.util.hard_exit`): freeing
+# every module's objects, DuckDB's among them, took 20-30 ms of each `query` process, a
+# tenth of a small ops query (docs/bench-agent.md). Nothing is left to it: every file and
+# database is closed by now, and the only thread left is a daemon. Output is flushed first;
+# if that fails (a closed pipe), the interpreter's own exit reports it, as it would anyway.
+try:
+    sys.stdout.flush()
+    sys.stderr.flush()
+except OSError:
+    raise SystemExit(code) from None
+os._exit(code)

@@ -3,12 +3,13 @@
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from agent.cli import main
-from tests.agent.conftest import run_agent
+from tests.agent.conftest import REPO, run_agent
 
 
 @pytest.mark.parametrize(
@@ -58,6 +59,54 @@ def test_generate_to_stdout_and_file_agree(tmp_path: Path) -> None:
     run_agent(*args, "--output", str(tmp_path / "out.log"))
     assert (tmp_path / "out.log").read_text() == stdout
     assert len([json.loads(line) for line in stdout.splitlines()]) == 300
+
+
+def _logs(folder: Path, count: int) -> Path:
+    folder.mkdir()
+    hour = ("--start", "2025-01-01", "--end", "2025-01-01T01:00:00")
+    output = ("--output", str(folder / "application.log"))
+    run_agent("generate", "--seed", "3", "--count", str(count), *hour, *output)
+    return folder
+
+
+def _agent_buffered(*args: str, stdout: int = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+    """`python -m agent` with stdout block-buffered, as it is without the image's
+    PYTHONUNBUFFERED: what the process has not flushed when it leaves is lost."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_an_answer_left_in_the_buffer_is_written(tmp_path: Path) -> None:
+    """The process leaves without the interpreter's teardown (agent/__main__.py), which
+    would have flushed stdout: a small answer, all of it still buffered, must arrive."""
+    logs = _logs(tmp_path / "logs", 20)
+    result = _agent_buffered("query", "--logs", str(logs), "--format", "json", "--sql",
+                             "SELECT count(*) AS n FROM logs")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [{"n": 20}]
+
+
+def test_an_answer_that_cannot_be_written_fails_the_process(tmp_path: Path) -> None:
+    """stdout a pipe nobody reads: the final flush fails, and the exit code says so."""
+    logs = _logs(tmp_path / "logs", 10)
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = _agent_buffered(
+            "query", "--logs", str(logs), "--sql", "SELECT count(*) AS n FROM logs", stdout=write
+        )
+    finally:
+        os.close(write)
+    assert result.returncode != 0
+    assert "BrokenPipeError" in result.stderr
 
 
 def _query_count(folder: Path) -> subprocess.CompletedProcess[str]:
