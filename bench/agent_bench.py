@@ -80,6 +80,14 @@ def medians(runs: list[dict[str, object]]) -> dict[str, object]:
     return {**best, "stdout": runs[-1]["stdout"], "stderr": runs[-1]["stderr"]}
 
 
+def paired(ours: list[dict[str, object]], theirs: list[dict[str, object]], key: str) -> list[float]:
+    """Each run's ratio to the run of the other side next to it in time, sorted. A drift in
+    the machine between repeats (another tenant, the page cache) weighs on both runs of a
+    pair alike, so the median of these is steadier than a ratio of medians."""
+    pairs = zip(ours, theirs, strict=True)
+    return sorted(float(str(a[key])) / float(str(b[key])) for a, b in pairs)
+
+
 @functools.cache
 def job_memory_limit(job: str) -> str:
     """The `--memory-limit` the agent gives itself inside `job`'s container (jobs/<job>.yaml
@@ -117,7 +125,8 @@ def ndjson(files: list[Path], columns: dict[str, str]) -> str:
 
 def compare(name: str, ours: list[str], theirs: list[str], repeat: int) -> dict[str, object]:
     """Both commands `repeat` times, alternating, so that a change in the machine's state
-    (another tenant, the page cache) weighs on both sides alike; medians."""
+    (another tenant, the page cache) weighs on both sides alike: medians of each side, and
+    the ratios as the median of the pairs' (`paired`), with their spread."""
     runs: tuple[list[dict[str, object]], list[dict[str, object]]] = ([], [])
     for _ in range(repeat):
         runs[0].append(run(ours))
@@ -127,8 +136,9 @@ def compare(name: str, ours: list[str], theirs: list[str], repeat: int) -> dict[
         "what": name,
         "agent": {k: a[k] for k in ("wall_s", "cpu_s", "rss_mib", "stderr")},
         "plain": {k: b[k] for k in ("wall_s", "cpu_s", "rss_mib")},
-        "wall_ratio": float(str(a["wall_s"])) / float(str(b["wall_s"])),
-        "cpu_ratio": float(str(a["cpu_s"])) / float(str(b["cpu_s"])),
+        "wall_ratio": statistics.median(paired(*runs, "wall_s")),
+        "wall_ratios": paired(*runs, "wall_s"),
+        "cpu_ratio": statistics.median(paired(*runs, "cpu_s")),
         "agent_rows": json.loads(str(a["stdout"]))[:3],
     }
 
@@ -242,10 +252,11 @@ def bench_compact(
         "events": events,
         "hours": hours,
         "agent": {k: a[k] for k in ("wall_s", "cpu_s", "rss_mib", "stderr")}
-        | {"wall_runs": [r["wall_s"] for r in ours]},
+        | {"wall_runs": [round(float(str(r["wall_s"])), 2) for r in ours]},
         "copy": {k: b[k] for k in ("wall_s", "cpu_s", "rss_mib")}
-        | {"wall_runs": [r["wall_s"] for r in theirs]},
-        "throughput_ratio": float(str(b["wall_s"])) / float(str(a["wall_s"])),
+        | {"wall_runs": [round(float(str(r["wall_s"])), 2) for r in theirs]},
+        "throughput_ratio": statistics.median(paired(theirs, ours, "wall_s")),
+        "throughput_ratios": paired(theirs, ours, "wall_s"),
         "raw_ndjson_bytes": raw_ndjson_bytes,
         "compacted_bytes": size,
         "compression_ratio": raw_ndjson_bytes / size,
@@ -272,9 +283,14 @@ def machine() -> dict[str, object]:
     }
 
 
+def _spread(ratios: object) -> str:
+    return f"[{min(ratios):.2f}-{max(ratios):.2f}] " if isinstance(ratios, list) and ratios else ""
+
+
 def table(results: dict[str, object]) -> str:
     """The results as the Markdown table of docs/bench-agent.md: one row per query, one
-    column per size, each cell agent/plain wall seconds, wall ratio (CPU ratio), memory."""
+    column per size, each cell agent/plain wall seconds, wall ratio [the pairs' lowest and
+    highest] (CPU ratio), memory."""
     queries = results["queries"]
     assert isinstance(queries, dict)
     sizes = list(queries)
@@ -287,7 +303,8 @@ def table(results: dict[str, object]) -> str:
             ours, theirs = row["agent"], row["plain"]
             cells.append(
                 f"{ours['wall_s']:.2f}/{theirs['wall_s']:.2f} s {row['wall_ratio']:.2f}x "
-                f"({row['cpu_ratio']:.2f}x), {ours['rss_mib']:.0f}/{theirs['rss_mib']:.0f} MiB"
+                f"{_spread(row.get('wall_ratios'))}({row['cpu_ratio']:.2f}x), "
+                f"{ours['rss_mib']:.0f}/{theirs['rss_mib']:.0f} MiB"
             )
         lines.append("| " + " | ".join(cells) + " |")
     for name in ("compact", "compact_service"):
@@ -299,7 +316,8 @@ def table(results: dict[str, object]) -> str:
         lines.append(
             f"{name}, {compact.get('hours', 1)} hour(s) of {compact['events']} events "
             f"(median): {ours['wall_s']:.2f} s vs COPY {theirs['wall_s']:.2f} s, throughput "
-            f"{compact['throughput_ratio']:.2f}x (CPU {ours['cpu_s']:.2f} vs {theirs['cpu_s']:.2f} "
+            f"{compact['throughput_ratio']:.2f}x {_spread(compact.get('throughput_ratios'))}"
+            f"(CPU {ours['cpu_s']:.2f} vs {theirs['cpu_s']:.2f} "
             f"s), {ours['rss_mib']:.0f}/{theirs['rss_mib']:.0f} MiB, Parquet "
             f"{compact['compression_ratio']:.1f}x smaller than the NDJSON; runs: agent "
             f"{ours.get('wall_runs')} s, COPY {theirs.get('wall_runs')} s"
