@@ -5,13 +5,17 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from agent.archive import encode_metadata
 from agent.generate import backfill_lines
+from agent.schema import COMPACTED_SCHEMA
 from tests.support.s3_server import moto_s3_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,6 +62,15 @@ def write_raw(path: Path, lines: list[bytes]) -> None:
     data = b"".join(lines)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+
+
+def write_compacted(path: Path, rows: list[Event], sources: Iterable[str]) -> None:
+    """Write `rows` (events as parsed from NDJSON; a column they lack is null) to `path` as
+    a compacted file whose metadata records `sources` as its raw objects, each with ETag "e"."""
+    as_text = COMPACTED_SCHEMA.set(2, pa.field("time_local", pa.string()))
+    table = pa.Table.from_pylist(rows, schema=as_text).cast(COMPACTED_SCHEMA)
+    metadata = encode_metadata(dict.fromkeys(sources, '"e"'), {})
+    pq.write_table(table.replace_schema_metadata(metadata), path)
 
 
 def run_agent(*args: str, check: bool = True, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

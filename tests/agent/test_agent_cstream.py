@@ -24,6 +24,7 @@ from tests.agent.conftest import (
     event_line,
     query_json,
     run_agent,
+    write_compacted,
     write_events,
     write_raw,
 )
@@ -203,11 +204,6 @@ def test_the_reader_rows_are_out_of_reach_of_user_sql(tmp_path: Path) -> None:
 def test_compacted_only_hours_count_exactly_in_a_window(tmp_path: Path) -> None:
     """Rows only from compacted files are neither validated nor de-duplicated again; counts
     and the window still hold, and a damaged footer among good ones costs only its hour."""
-    import pyarrow.parquet as pq
-
-    from agent.archive import encode_metadata
-    from agent.schema import COMPACTED_SCHEMA
-
     root = tmp_path / "archive"
     counts = {}
     for hour, seed in (("10", 1), ("11", 2), ("12", 3)):
@@ -217,10 +213,7 @@ def test_compacted_only_hours_count_exactly_in_a_window(tmp_path: Path) -> None:
         )
         counts[hour] = len(events)
         rows = [{**e, "event_id_source": None, "event_id_offset": None} for e in events]
-        as_text = COMPACTED_SCHEMA.set(2, pa.field("time_local", pa.string()))
-        table = pa.Table.from_pylist(rows, schema=as_text).cast(COMPACTED_SCHEMA)
-        metadata = encode_metadata({"raw.gz": '"e"'}, {})
-        pq.write_table(table.replace_schema_metadata(metadata), folder / "compacted.parquet")
+        write_compacted(folder / "compacted.parquet", rows, ["raw.gz"])
     damaged = root / "region=eu-1" / "dt=2025-01-01" / "hour=12" / "compacted.parquet"
     damaged.write_bytes(b"PAR1 not parquet PAR1")
     rows, stderr = query_json(

@@ -5,11 +5,10 @@ import json
 import os
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.agent.conftest import count, event_line, run_agent, write_raw
+from tests.agent.conftest import count, event_line, run_agent, write_compacted, write_raw
 
 GOOD = [event_line(request=f"/page/{i}") for i in range(50)]
 
@@ -122,14 +121,7 @@ def _hour(root: Path) -> Path:
 
 
 def _write_compacted(path: Path, lines: list[bytes], sources: list[str]) -> None:
-    from agent.archive import encode_metadata
-    from agent.schema import COMPACTED_SCHEMA
-
-    events = [{**json.loads(line), "event_id": None} for line in lines]
-    as_text = COMPACTED_SCHEMA.set(2, pa.field("time_local", pa.string()))
-    table = pa.Table.from_pylist(events, schema=as_text).cast(COMPACTED_SCHEMA)
-    metadata = encode_metadata(dict.fromkeys(sources, '"e"'), {})
-    pq.write_table(table.replace_schema_metadata(metadata), path)
+    write_compacted(path, [{**json.loads(line), "event_id": None} for line in lines], sources)
 
 
 @pytest.mark.parametrize(

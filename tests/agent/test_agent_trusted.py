@@ -11,16 +11,12 @@ import zlib
 from datetime import datetime
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from agent.archive import encode_metadata
 from agent.discover import Window
 from agent.named import NAMED_QUERIES, NAMED_SQL, Named, named_parameters
 from agent.query import Limits, QueryError, Result, Trusted, run_query
-from agent.schema import COMPACTED_SCHEMA
-from tests.agent.conftest import event_line, write_events, write_raw
+from tests.agent.conftest import event_line, write_compacted, write_events, write_raw
 
 KEYED = [name for name, query in NAMED_QUERIES.items() if query.keys]
 
@@ -105,10 +101,7 @@ def test_a_compacted_only_archive_matches_the_sandbox(tmp_path: Path, name: Name
             folder / "raw.gz", seed, 300, f"2025-01-01T{hour}:00", f"2025-01-01T{hour}:59"
         )
         rows = [{**e, "event_id_source": None, "event_id_offset": None} for e in events]
-        as_text = COMPACTED_SCHEMA.set(2, pa.field("time_local", pa.string()))
-        table = pa.Table.from_pylist(rows, schema=as_text).cast(COMPACTED_SCHEMA)
-        metadata = encode_metadata({"raw.gz": '"e"'}, {})
-        pq.write_table(table.replace_schema_metadata(metadata), folder / "compacted.parquet")
+        write_compacted(folder / "compacted.parquet", rows, ["raw.gz"])
     (sandboxed, sandbox_notes), (trusted, trusted_notes) = both(root, name, Window(), False)
     assert trusted.rows == sandboxed.rows
     assert trusted_notes == sandbox_notes
@@ -156,10 +149,7 @@ def hostile_archive(tmp_path: Path) -> Path:
     rows = [
         {**e, "event_id_source": "node-c:3-ef", "event_id_offset": n} for n, e in enumerate(events)
     ]
-    as_text = COMPACTED_SCHEMA.set(2, pa.field("time_local", pa.string()))
-    table = pa.Table.from_pylist(rows, schema=as_text).cast(COMPACTED_SCHEMA)
-    metadata = encode_metadata({"raw.gz": '"e"'}, {})
-    pq.write_table(table.replace_schema_metadata(metadata), hour / "hour=11" / "compacted.parquet")
+    write_compacted(hour / "hour=11" / "compacted.parquet", rows, ["raw.gz"])
     replay = [
         (json.dumps({**e, "event_id": f"node-c:3-ef:{n}"}) + "\n").encode()
         for n, e in enumerate(events) if n % 3 == 0
