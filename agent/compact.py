@@ -37,6 +37,7 @@ import struct
 import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -75,6 +76,9 @@ _FOOTER_GUESS = 64 * 1024
 ROW_GROUP_ROWS = 1 << 17
 # Another compactor won the race for an hour: redo it from what that one wrote.
 _CONFLICT_ATTEMPTS = 3
+# An hour's objects are fetched this many at a time: one GET stream rarely fills the link
+# (S3 serves each at tens of MB/s), and botocore's clients are thread-safe.
+DOWNLOAD_WORKERS = 4
 _CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
@@ -249,6 +253,19 @@ class Compactor:
             self._upload(objects, target)
         return outcome
 
+    def _download_all(self, downloads: list[tuple[str, str, Path]]) -> None:
+        """Fetch each (key, ETag) into its path, DOWNLOAD_WORKERS at a time. The first
+        failure is raised once the downloads under way have ended; those not yet started
+        are cancelled."""
+        with ThreadPoolExecutor(max(1, min(DOWNLOAD_WORKERS, len(downloads)))) as pool:
+            futures = [pool.submit(self._download, *download) for download in downloads]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+
     def _download(self, key: str, etag: str, path: Path) -> None:
         body = self._get(key, etag)
         with path.open("wb") as sink:
@@ -266,19 +283,23 @@ class Compactor:
         names: dict[str, Path] = {}
         by_path: dict[str, RawObject] = {}
         raw_files = []
+        downloads = []
         for index, raw in enumerate(pending):
             path = workdir / f"raw-{index}{RAW_SUFFIX}"
-            self._download(raw.key, raw.etag, path)
+            downloads.append((raw.key, raw.etag, path))
             sql_path = literal_path(str(path))
             names[sql_path], by_path[str(path)] = path, raw
             raw_files.append(RawFile(sql_path, gzip=True))
-        existing = []
+        existing_path = None
         if objects.compacted_key and objects.compacted_etag:
-            path = workdir / "existing.parquet"
-            self._download(objects.compacted_key, objects.compacted_etag, path)
-            ids = id_columns(pq.read_schema(path).names)
-            existing.append(ParquetFile(literal_path(str(path)), ids))
-            names[existing[0].sql_path] = path
+            existing_path = workdir / "existing.parquet"
+            downloads.append((objects.compacted_key, objects.compacted_etag, existing_path))
+        self._download_all(downloads)
+        existing = []
+        if existing_path is not None:
+            ids = id_columns(pq.read_schema(existing_path).names)
+            existing.append(ParquetFile(literal_path(str(existing_path)), ids))
+            names[existing[0].sql_path] = existing_path
         part = Part(raw=raw_files, compacted=existing, dedup=True)
         reader = Reader(
             connect(self.budget, workdir), [part], names, Window(), workdir, salvage=False

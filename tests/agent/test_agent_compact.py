@@ -3,6 +3,7 @@
 import gzip
 import io
 import json
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import requests
 
 from agent.archive import ID_OFFSET, ID_SOURCE, REJECTED_KEY, SOURCES_KEY
-from agent.compact import Compactor
+from agent.compact import DOWNLOAD_WORKERS, Compactor
 from agent.generate import backfill_lines
 from agent.s3 import S3Client, make_client
 from tests.agent.conftest import event_line, query_json, run_agent
@@ -286,3 +287,80 @@ def test_unreadable_compacted_is_confined_to_its_hour(
         "compact", "--bucket", bucket, "--endpoint-url", s3_endpoint, "--once", check=False
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_an_hours_objects_download_together(
+    client: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More objects than download workers, and the compacted file they merge with: the first
+    DOWNLOAD_WORKERS downloads must all be under way at once (fetched one by one, the barrier
+    breaks and the hour fails), never more than that, and every event lands once."""
+    _put(client, bucket, HOUR + "a.gz", _lines(1, 100))
+    compactor = _compactor(client, bucket)
+    compactor.run_once()
+    later = [_lines(10 + n, 40) for n in range(DOWNLOAD_WORKERS + 3)]
+    for n, lines in enumerate(later):
+        # Each object re-delivers part of the one before it.
+        _put(client, bucket, HOUR + f"late-{n}.gz", (later[n - 1][:5] if n else []) + lines)
+    barrier = threading.Barrier(DOWNLOAD_WORKERS, timeout=30)
+    lock = threading.Lock()
+    in_flight, most, fetched = [0], [0], []
+    download = compactor._download
+
+    def tracked(key: str, etag: str, path: Path) -> None:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            first = len(fetched) < DOWNLOAD_WORKERS
+            fetched.append(key.rsplit("/", 1)[1])
+        try:
+            if first:
+                barrier.wait()
+            download(key, etag, path)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(compactor, "_download", tracked)
+    summary = compactor.run_once()
+    assert not summary.failed
+    assert most[0] == DOWNLOAD_WORKERS
+    assert sorted(fetched) == sorted(["compacted.parquet"] + [f"late-{n}.gz" for n in range(7)])
+    rows, recorded = _compacted(client, bucket)
+    assert recorded["sources"] == ["a.gz"] + [f"late-{n}.gz" for n in range(7)]
+    expected = set(_lines(1, 100)).union(*later)
+    assert len(rows) == len(expected) and summary.outcomes[0].duplicates == 5 * 6
+
+
+def test_a_failed_download_fails_its_hour_and_writes_nothing(
+    client: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object gone between listing and reading (a lifecycle rule, an operator): the hour
+    is reported failed with nothing written, the next hour still compacts, and the next run
+    compacts what is left."""
+    for n in range(DOWNLOAD_WORKERS + 2):
+        _put(client, bucket, HOUR + f"p-{n}.gz", _lines(n, 30))
+    other = "logs/region=eu-west-1/dt=2025-01-01/hour=11/"
+    _put(client, bucket, other + "a.gz", _lines(50, 20, hour=11))
+    compactor = _compactor(client, bucket)
+    download = compactor._download
+
+    def vanishing(key: str, etag: str, path: Path) -> None:
+        if key == HOUR + "p-2.gz":
+            client.delete_object(Bucket=bucket, Key=key)
+        download(key, etag, path)
+
+    monkeypatch.setattr(compactor, "_download", vanishing)
+    log = io.StringIO()
+    summary = compactor.run_once(log)
+    assert [h.start.hour for h in summary.failed] == [10]
+    assert [o.hour.start.hour for o in summary.outcomes] == [11]
+    assert "NoSuchKey" in log.getvalue()
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=HOUR)["Contents"]
+    assert COMPACTED not in [o["Key"] for o in listed]
+    monkeypatch.undo()
+    assert _compactor(client, bucket).run_once().outcomes[0].written
+    rows, recorded = _compacted(client, bucket)
+    kept = [n for n in range(DOWNLOAD_WORKERS + 2) if n != 2]
+    assert recorded["sources"] == [f"p-{n}.gz" for n in kept]
+    assert len(rows) == len(set().union(*(_lines(n, 30) for n in kept)))
