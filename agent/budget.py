@@ -30,11 +30,12 @@ class Budget:
     memory_bytes: int
     threads: int
 
-    def reader(self, share: int) -> "Budget":
+    def reader(self, share: int, floor: int = READER_FLOOR) -> "Budget":
         """The trusted reader's part (agent/stream.py), 1/`share` of this budget but never
-        less than its buffers need. It streams, and spills beyond its part; the shares, and
-        what they were measured to cost, are agent/query.py's and agent/cli.py's."""
-        return Budget(max(self.memory_bytes // share, READER_FLOOR), self.threads)
+        less than `floor`, at least what its buffers need. It streams, and spills beyond its
+        part; the shares and floors, and what they were measured to cost, are agent/query.py's
+        and agent/cli.py's."""
+        return Budget(max(self.memory_bytes // share, floor), self.threads)
 
 
 def container_memory(root: Path = _CGROUP) -> int | None:

@@ -56,6 +56,17 @@ SQL_DEDUP_BYTES = 192 << 20
 # reader's floor (agent/budget.py), hence the batch job's 2GB (jobs/queries/batch/).
 STREAMING_SHARE = 4
 DEDUP_SHARE = 2
+# The reader's least beside the sandbox. Streaming, it holds nothing of its own (no aggregate;
+# an archive's identities are numpy's), so its memory is its threads' read buffers (32 MiB
+# each) whatever its limit. The limit still sets how often DuckDB hands freed buffers back to
+# the OS (`BlockAllocator::TryFlushDeallocated`, which flushes every arena once they no longer
+# fit under it beside those in use: seen with uprobes on DuckDB 2.0.1), after which the next
+# buffers are faulted in again. The sandbox's thread pulling the stream reads files too, so
+# three buffers are in use where a named query has two: at 256 MiB DuckDB flushed 2-9 times in
+# a node query, 76-127K minor faults against a named query's 30K; at 384 MiB, none at 1M
+# (docs/bench-agent.md). 512 MiB stopped them at 6M as well but took a node query's peak to
+# 286 MiB, against its 300 MiB; 384 MiB took it from 208 to at most 250 MiB.
+SANDBOX_READER_FLOOR = 384 << 20
 _COMPACTED_ROW_BYTES = 400
 
 
@@ -148,31 +159,50 @@ def run_query(
     bad SQL, a limit reached, or input that cannot be read.
     """
     limits = limits or Limits()
-    with tempfile.TemporaryDirectory(prefix="agent-query-") as scratch:
-        budget = Budget(limits.memory_bytes, limits.threads)
-        con = connect(budget.reader(share=STREAMING_SHARE), Path(scratch))
-        try:
-            selection = select_files(logs, window, con, layout)
-        except InputError as error:
-            con.close()
-            raise QueryError(str(error)) from None
-        try:
-            parts, names = plan_parts(selection)
-            reader = Reader(con, parts, names, window, Path(scratch))
+    # User SQL runs in the sandbox, whose database is made while the reader's is.
+    opening = sandbox.Opening(limits) if trusted is None else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="agent-query-") as scratch:
+            budget = Budget(limits.memory_bytes, limits.threads)
+            con = connect(budget.reader(share=STREAMING_SHARE), Path(scratch))
             try:
-                to_dedup = sum(part.size for part in parts if part.dedup)
-                if trusted is not None and not (trusted.query.keys and to_dedup <= SQL_DEDUP_BYTES):
-                    trusted = None  # the sandbox's way
-                # Answering alone, without a sandbox, the reader has the query's whole memory.
-                share = 1 if trusted is not None else DEDUP_SHARE if to_dedup else STREAMING_SHARE
-                con.execute(f"SET memory_limit = '{memory_limit(budget.reader(share))}'")
-                if trusted is not None:
-                    return _run_trusted(reader, selection, trusted, parameters, limits, diagnostics)
-                return _run(reader, selection, sql, parameters, limits, diagnostics)
+                selection = select_files(logs, window, con, layout)
+            except InputError as error:
+                con.close()
+                raise QueryError(str(error)) from None
+            try:
+                parts, names = plan_parts(selection)
+                reader = Reader(con, parts, names, window, Path(scratch))
+                try:
+                    to_dedup = sum(part.size for part in parts if part.dedup)
+                    if trusted is not None and not (
+                        trusted.query.keys and to_dedup <= SQL_DEDUP_BYTES
+                    ):
+                        trusted = None  # the sandbox's way
+                    reader_budget = _reader_budget(budget, trusted, to_dedup)
+                    con.execute(f"SET memory_limit = '{memory_limit(reader_budget)}'")
+                    if trusted is not None:
+                        return _run_trusted(
+                            reader, selection, trusted, parameters, limits, diagnostics
+                        )
+                    return _run(reader, selection, sql, parameters, limits, diagnostics, opening)
+                finally:
+                    reader.close()
             finally:
-                reader.close()
-        finally:
-            selection.close()
+                selection.close()
+    finally:
+        if opening is not None:
+            opening.close()
+
+
+def _reader_budget(budget: Budget, trusted: Trusted | None, to_dedup: int) -> Budget:
+    """The reader's part of `budget`: all of it when it answers alone, without a sandbox;
+    beside the sandbox, its share (STREAMING_SHARE, DEDUP_SHARE) and at least
+    SANDBOX_READER_FLOOR."""
+    if trusted is not None:
+        return budget.reader(share=1)
+    share = DEDUP_SHARE if to_dedup else STREAMING_SHARE
+    return budget.reader(share, floor=SANDBOX_READER_FLOOR)
 
 
 def _with_repairs(reader: Reader, attempt: Callable[[], Result]) -> Result:
@@ -195,8 +225,9 @@ def _run(
     parameters: Mapping[str, object],
     limits: Limits,
     diagnostics: TextIO,
+    opening: sandbox.Opening | None = None,
 ) -> Result:
-    first = sandbox.connect(limits)
+    first = opening.take() if opening is not None else sandbox.connect(limits)
     columns = sandbox.needed_columns(sql, first)
     # sandbox.run closes its database: a repeated attempt needs a new one.
     unused = [first]

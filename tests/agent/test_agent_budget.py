@@ -50,3 +50,6 @@ def test_the_reader_gets_its_share_but_never_less_than_its_buffers_need() -> Non
     assert Budget(2048 * MIB, 2).reader(share=2) == Budget(1024 * MIB, 2)
     assert Budget(2048 * MIB, 2).reader(share=1) == Budget(2048 * MIB, 2)
     assert Budget(512 * MIB, 1).reader(share=4) == Budget(READER_FLOOR, 1)
+    # A floor of the caller's (agent/query.py SANDBOX_READER_FLOOR) replaces the reader's own.
+    assert Budget(512 * MIB, 1).reader(share=4, floor=384 * MIB) == Budget(384 * MIB, 1)
+    assert Budget(4096 * MIB, 2).reader(share=4, floor=384 * MIB) == Budget(1024 * MIB, 2)

@@ -245,7 +245,8 @@ def test_the_reader_gets_the_whole_memory_only_when_it_answers_alone(
 ) -> None:
     """Answering alone, the reader has the query's `--memory-limit`; beside the sandbox, which
     keeps all of it for user SQL, a quarter to stream a node's folder (agent/query.py
-    STREAMING_SHARE), a half to de-duplicate an archive on the way (DEDUP_SHARE)."""
+    STREAMING_SHARE), a half to de-duplicate an archive on the way (DEDUP_SHARE), and never
+    less than SANDBOX_READER_FLOOR (384 MiB: a quarter of 1 GiB is below it)."""
     import agent.query
 
     seen: dict[str, str] = {}
@@ -273,7 +274,7 @@ def test_the_reader_gets_the_whole_memory_only_when_it_answers_alone(
                 hostile_folder, sql, named_parameters(sql, 5, 3), Window(), io.StringIO(),
                 limits, trusted=trusted,
             )  # fmt: skip
-    assert seen == {"_run_trusted": "1.0 GiB", "_run": "256.0 MiB"}
+    assert seen == {"_run_trusted": "1.0 GiB", "_run": "384.0 MiB"}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("agent.query.SQL_DEDUP_BYTES", 0)  # the archive on the sandbox's way
         patch.setattr("agent.query._run", spy("_run"))
