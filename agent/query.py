@@ -13,7 +13,7 @@ there is so much to de-duplicate that the sandbox's way is cheaper (SQL_DEDUP_BY
 import os
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -67,6 +67,12 @@ DEDUP_SHARE = 2
 # (docs/bench-agent.md). 512 MiB stopped them at 6M as well but took a node query's peak to
 # 286 MiB, against its 300 MiB; 384 MiB took it from 208 to at most 250 MiB.
 SANDBOX_READER_FLOOR = 384 << 20
+# The sandbox's threads for a named query that goes its way: one aggregate over one stream,
+# which a second thread only takes turns to pull (reading files with the reader's threads while
+# it does). One thread was 2-4 % faster over the 1M, 3M and 6M raw days and peaked 40-64 MiB
+# lower (docs/bench-agent.md). User SQL keeps `--threads`: a window function took 10 % longer
+# on one.
+NAMED_SANDBOX_THREADS = 1
 _COMPACTED_ROW_BYTES = 400
 
 
@@ -175,17 +181,21 @@ def run_query(
                 reader = Reader(con, parts, names, window, Path(scratch))
                 try:
                     to_dedup = sum(part.size for part in parts if part.dedup)
+                    sandbox_limits = limits
                     if trusted is not None and not (
                         trusted.query.keys and to_dedup <= SQL_DEDUP_BYTES
                     ):
                         trusted = None  # the sandbox's way
+                        sandbox_limits = replace(limits, threads=NAMED_SANDBOX_THREADS)
                     reader_budget = _reader_budget(budget, trusted, to_dedup)
                     con.execute(f"SET memory_limit = '{memory_limit(reader_budget)}'")
                     if trusted is not None:
                         return _run_trusted(
                             reader, selection, trusted, parameters, limits, diagnostics
                         )
-                    return _run(reader, selection, sql, parameters, limits, diagnostics, opening)
+                    return _run(
+                        reader, selection, sql, parameters, sandbox_limits, diagnostics, opening
+                    )
                 finally:
                     reader.close()
             finally:

@@ -283,3 +283,39 @@ def test_the_reader_gets_the_whole_memory_only_when_it_answers_alone(
             trusted=Trusted(query),
         )  # fmt: skip
     assert seen["_run"] == "512.0 MiB"
+
+
+def test_a_named_query_on_the_sandboxs_way_gives_it_one_thread_and_user_sql_its_threads(
+    hostile_archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """agent/query.py NAMED_SANDBOX_THREADS: our aggregate over one stream runs on one sandbox
+    thread; user SQL keeps `--threads` (Limits.threads), and both answer alike."""
+    import duckdb
+
+    import agent.sandbox
+
+    threads: list[int] = []
+    real = agent.sandbox._connect
+
+    def recorded(limits: Limits) -> duckdb.DuckDBPyConnection:
+        threads.append(limits.threads)
+        return real(limits)
+
+    monkeypatch.setattr(agent.sandbox, "_connect", recorded)
+    monkeypatch.setattr("agent.query.SQL_DEDUP_BYTES", 0)  # the archive on the sandbox's way
+    query = NAMED_QUERIES[Named.TOP_REFERRING_SITES]
+    sql = NAMED_SQL[Named.TOP_REFERRING_SITES]
+    parameters = named_parameters(sql, 5, 3)
+    limits = Limits(threads=2)
+    answers, used = [], []
+    for trusted in (Trusted(query), None):
+        answers.append(
+            run_query(
+                hostile_archive, sql, parameters, Window(), io.StringIO(), limits, trusted=trusted
+            )
+        )
+        # A sandbox per attempt: the archive's truncated object is repaired, then read again.
+        used.append(set(threads))
+        threads.clear()
+    assert used == [{1}, {2}]
+    assert answers[0] == answers[1] and answers[0].rows
