@@ -19,7 +19,7 @@ from typing import TextIO
 
 import duckdb
 
-from agent import sandbox
+from agent import exiting, sandbox
 from agent.budget import Budget
 from agent.discover import (
     ArchiveHour,
@@ -197,7 +197,7 @@ def run_query(
                         reader, selection, sql, parameters, sandbox_limits, diagnostics, opening
                     )
                 finally:
-                    reader.close()
+                    exiting.release(reader, reader.close)
             finally:
                 selection.close()
     finally:

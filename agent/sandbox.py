@@ -25,6 +25,7 @@ from typing import Any
 
 import duckdb
 
+from agent import exiting
 from agent.events import FIELDS, OK
 from agent.signals import Cancellation
 
@@ -267,4 +268,4 @@ def run(
         columns = [d[0] for d in cursor.description or []]
         return columns, rows
     finally:
-        con.close()
+        exiting.release(con, con.close)

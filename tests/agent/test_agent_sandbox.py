@@ -152,14 +152,7 @@ def test_the_sandbox_database_is_made_while_the_readers_is(
 def test_a_query_that_fails_before_its_sql_runs_closes_the_sandbox_made_for_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made: list[duckdb.DuckDBPyConnection] = []
-    real = agent.sandbox._connect
-
-    def recorded(limits: Limits) -> duckdb.DuckDBPyConnection:
-        made.append(real(limits))
-        return made[-1]
-
-    monkeypatch.setattr(agent.sandbox, "_connect", recorded)
+    made = _recording_sandboxes(monkeypatch)
     with pytest.raises(QueryError, match="missing"):
         run_query(tmp_path / "missing", "SELECT 1", {}, Window(), io.StringIO())
     assert len(made) == 1
@@ -189,3 +182,42 @@ def test_an_opening_hands_its_database_over_once() -> None:
         assert con.execute("SELECT 1").fetchall() == [(1,)]
     finally:
         con.close()
+
+
+def _recording_sandboxes(monkeypatch: pytest.MonkeyPatch) -> list[duckdb.DuckDBPyConnection]:
+    made: list[duckdb.DuckDBPyConnection] = []
+    real = agent.sandbox._connect
+
+    def recorded(limits: Limits) -> duckdb.DuckDBPyConnection:
+        made.append(real(limits))
+        return made[-1]
+
+    monkeypatch.setattr(agent.sandbox, "_connect", recorded)
+    return made
+
+
+def test_a_query_closes_its_databases_unless_the_process_leaves_them_to_its_exit(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """agent/exiting.py: in process (a test, a library user) the sandbox and the reader are
+    closed when the answer is back; after `leave_to_exit()` (`python -m agent`, which leaves
+    with os._exit) both are kept open, referenced, for the exit."""
+    import agent.exiting
+
+    made = _recording_sandboxes(monkeypatch)
+    sql = "SELECT count(*) AS n FROM logs"
+    assert run_query(folder, sql, {}, Window(), io.StringIO()).rows == [(40,)]
+    with pytest.raises(duckdb.ConnectionException):
+        made[0].execute("SELECT 1")
+
+    monkeypatch.setattr(agent.exiting, "_kept", None)
+    agent.exiting.leave_to_exit()
+    kept = agent.exiting._kept
+    assert kept == []
+    assert run_query(folder, sql, {}, Window(), io.StringIO()).rows == [(40,)]
+    try:
+        assert made[1] in kept and len(kept) == 2  # the sandbox, and the reader
+        assert made[1].execute("SELECT 1").fetchall() == [(1,)]
+    finally:
+        for owner in kept:
+            owner.close()  # type: ignore[attr-defined]
