@@ -59,13 +59,13 @@ DEDUP_SHARE = 2
 # The reader's least beside the sandbox. Streaming, it holds nothing of its own (no aggregate;
 # an archive's identities are numpy's), so its memory is its threads' read buffers (32 MiB
 # each) whatever its limit. The limit still sets how often DuckDB hands freed buffers back to
-# the OS (`BlockAllocator::TryFlushDeallocated`, which flushes every arena once they no longer
-# fit under it beside those in use: seen with uprobes on DuckDB 2.0.1), after which the next
-# buffers are faulted in again. The sandbox's thread pulling the stream reads files too, so
-# three buffers are in use where a named query has two: at 256 MiB DuckDB flushed 2-9 times in
-# a node query, 76-127K minor faults against a named query's 30K; at 384 MiB, none at 1M
-# (docs/bench-agent.md). 512 MiB stopped them at 6M as well but took a node query's peak to
-# 286 MiB, against its 300 MiB; 384 MiB took it from 208 to at most 250 MiB.
+# the OS (`BlockAllocator::TryFlushDeallocated` flushes every allocator arena once they no
+# longer fit under it beside those in use: seen with uprobes on DuckDB 2.0.1), after which the
+# next buffers are faulted in again. The sandbox's thread that pulls the stream reads files
+# too, so more buffers are in use at once than in a named query, which never flushed. Flushes
+# in the middle of a node `--sql` query at 256 MiB: 2-4 at 1M events, 9 at 3M, 5 at 6M; at
+# 384 MiB: 0, 2, 4 (docs/bench-agent.md). 512 MiB stopped them all but took a node query's
+# peak to 286 MiB, against its 300 MiB; 384 MiB took it from 208 to at most 250 MiB.
 SANDBOX_READER_FLOOR = 384 << 20
 # The sandbox's threads for a named query that goes its way: one aggregate over one stream,
 # which a second thread only takes turns to pull (reading files with the reader's threads while
@@ -165,44 +165,32 @@ def run_query(
     bad SQL, a limit reached, or input that cannot be read.
     """
     limits = limits or Limits()
-    # User SQL runs in the sandbox, whose database is made while the reader's is.
-    opening = sandbox.Opening(limits) if trusted is None else None
-    try:
-        with tempfile.TemporaryDirectory(prefix="agent-query-") as scratch:
-            budget = Budget(limits.memory_bytes, limits.threads)
-            con = connect(budget.reader(share=STREAMING_SHARE), Path(scratch))
+    with tempfile.TemporaryDirectory(prefix="agent-query-") as scratch:
+        budget = Budget(limits.memory_bytes, limits.threads)
+        con = connect(budget.reader(share=STREAMING_SHARE), Path(scratch))
+        try:
+            selection = select_files(logs, window, con, layout)
+        except InputError as error:
+            con.close()
+            raise QueryError(str(error)) from None
+        try:
+            parts, names = plan_parts(selection)
+            reader = Reader(con, parts, names, window, Path(scratch))
             try:
-                selection = select_files(logs, window, con, layout)
-            except InputError as error:
-                con.close()
-                raise QueryError(str(error)) from None
-            try:
-                parts, names = plan_parts(selection)
-                reader = Reader(con, parts, names, window, Path(scratch))
-                try:
-                    to_dedup = sum(part.size for part in parts if part.dedup)
-                    sandbox_limits = limits
-                    if trusted is not None and not (
-                        trusted.query.keys and to_dedup <= SQL_DEDUP_BYTES
-                    ):
-                        trusted = None  # the sandbox's way
-                        sandbox_limits = replace(limits, threads=NAMED_SANDBOX_THREADS)
-                    reader_budget = _reader_budget(budget, trusted, to_dedup)
-                    con.execute(f"SET memory_limit = '{memory_limit(reader_budget)}'")
-                    if trusted is not None:
-                        return _run_trusted(
-                            reader, selection, trusted, parameters, limits, diagnostics
-                        )
-                    return _run(
-                        reader, selection, sql, parameters, sandbox_limits, diagnostics, opening
-                    )
-                finally:
-                    exiting.release(reader, reader.close)
+                to_dedup = sum(part.size for part in parts if part.dedup)
+                sandbox_limits = limits
+                if trusted is not None and not (trusted.query.keys and to_dedup <= SQL_DEDUP_BYTES):
+                    trusted = None  # the sandbox's way
+                    sandbox_limits = replace(limits, threads=NAMED_SANDBOX_THREADS)
+                reader_budget = _reader_budget(budget, trusted, to_dedup)
+                con.execute(f"SET memory_limit = '{memory_limit(reader_budget)}'")
+                if trusted is not None:
+                    return _run_trusted(reader, selection, trusted, parameters, limits, diagnostics)
+                return _run(reader, selection, sql, parameters, sandbox_limits, diagnostics)
             finally:
-                selection.close()
-    finally:
-        if opening is not None:
-            opening.close()
+                exiting.release(reader, reader.close)
+        finally:
+            selection.close()
 
 
 def _reader_budget(budget: Budget, trusted: Trusted | None, to_dedup: int) -> Budget:
@@ -235,9 +223,8 @@ def _run(
     parameters: Mapping[str, object],
     limits: Limits,
     diagnostics: TextIO,
-    opening: sandbox.Opening | None = None,
 ) -> Result:
-    first = opening.take() if opening is not None else sandbox.connect(limits)
+    first = sandbox.connect(limits)
     columns = sandbox.needed_columns(sql, first)
     # sandbox.run closes its database: a repeated attempt needs a new one.
     unused = [first]

@@ -116,43 +116,6 @@ def connect(limits: Limits) -> duckdb.DuckDBPyConnection:
     return _connect(limits)
 
 
-class Opening:
-    """A sandbox database (`connect`) being made on a thread of its own.
-
-    DuckDB releases the GIL while it builds a database (10-11 ms, most of it registering its
-    built-in extensions' functions), so the caller opens the reader's meanwhile: 12-16 ms
-    sooner to the first row of a `--sql` query, measured in process (docs/bench-agent.md).
-    A plain thread rather than concurrent.futures, whose import alone takes 3 ms of that.
-    """
-
-    def __init__(self, limits: Limits) -> None:
-        self._made: list[duckdb.DuckDBPyConnection] = []
-        self._failed: list[BaseException] = []
-        self._thread = threading.Thread(target=self._open, args=(limits,), daemon=True)
-        self._thread.start()
-
-    def _open(self, limits: Limits) -> None:
-        try:
-            self._made.append(_connect(limits))
-        except BaseException as error:  # handed to the caller by `take`
-            self._failed.append(error)
-
-    def take(self) -> duckdb.DuckDBPyConnection:
-        """The database, once it is made (and only once); raises what making it raised."""
-        self._thread.join()
-        if self._failed:
-            raise self._failed[0]
-        if not self._made:
-            raise RuntimeError("the sandbox database was already taken")
-        return self._made.pop()
-
-    def close(self) -> None:
-        """Close the database unless it was taken."""
-        self._thread.join()
-        while self._made:
-            self._made.pop().close()
-
-
 def _connect(limits: Limits) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(
         ":memory:",

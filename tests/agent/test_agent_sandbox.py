@@ -5,17 +5,14 @@ from a second, trusted DuckDB (agent/stream.py). These tests attack it from `--s
 """
 
 import io
-import threading
 from pathlib import Path
 
 import duckdb
 import pytest
 
-import agent.query
 import agent.sandbox
 from agent.discover import Window
-from agent.query import Limits, QueryError, run_query
-from agent.sandbox import Opening
+from agent.query import Limits, run_query
 from tests.agent.conftest import event_line, run_agent, write_raw
 
 
@@ -124,42 +121,6 @@ def test_only_used_columns_are_read(sql: str, columns: list[str] | None) -> None
     assert needed_columns(sql) == (columns if columns is not None else list(FIELDS))
 
 
-def test_the_sandbox_database_is_made_while_the_readers_is(
-    folder: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """agent/sandbox.py Opening: both databases are being made at once. Each waits at a
-    barrier for the other, which breaks (after 10 s) if one is made only after the other."""
-    barrier = threading.Barrier(2, timeout=10)
-    made: list[duckdb.DuckDBPyConnection] = []
-    real_sandbox, real_reader = agent.sandbox._connect, agent.query.connect
-
-    def sandbox_connect(limits: Limits) -> duckdb.DuckDBPyConnection:
-        barrier.wait()
-        made.append(real_sandbox(limits))
-        return made[-1]
-
-    def reader_connect(*args: object) -> duckdb.DuckDBPyConnection:
-        barrier.wait()
-        return real_reader(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(agent.sandbox, "_connect", sandbox_connect)
-    monkeypatch.setattr(agent.query, "connect", reader_connect)
-    result = run_query(folder, "SELECT count(*) AS n FROM logs", {}, Window(), io.StringIO())
-    assert result.rows == [(40,)]
-    assert len(made) == 1
-
-
-def test_a_query_that_fails_before_its_sql_runs_closes_the_sandbox_made_for_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    made = _recording_sandboxes(monkeypatch)
-    with pytest.raises(QueryError, match="missing"):
-        run_query(tmp_path / "missing", "SELECT 1", {}, Window(), io.StringIO())
-    assert len(made) == 1
-    with pytest.raises(duckdb.ConnectionException):
-        made[0].execute("SELECT 1")
-
-
 def test_a_sandbox_that_cannot_be_made_fails_the_query_with_its_own_error(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -169,19 +130,6 @@ def test_a_sandbox_that_cannot_be_made_fails_the_query_with_its_own_error(
     monkeypatch.setattr(agent.sandbox, "_connect", broken)
     with pytest.raises(duckdb.OutOfMemoryException, match="no memory for a second database"):
         run_query(folder, "SELECT count(*) FROM logs", {}, Window(), io.StringIO())
-
-
-def test_an_opening_hands_its_database_over_once() -> None:
-    opening = Opening(Limits())
-    con = opening.take()
-    try:
-        assert con.execute("SELECT 42").fetchall() == [(42,)]
-        with pytest.raises(RuntimeError, match="already taken"):
-            opening.take()
-        opening.close()  # not its own any more: left open for its taker
-        assert con.execute("SELECT 1").fetchall() == [(1,)]
-    finally:
-        con.close()
 
 
 def _recording_sandboxes(monkeypatch: pytest.MonkeyPatch) -> list[duckdb.DuckDBPyConnection]:
