@@ -226,7 +226,8 @@ def _run(
 ) -> Result:
     first = sandbox.connect(limits)
     columns = sandbox.needed_columns(sql, first)
-    # sandbox.run closes its database: a repeated attempt needs a new one.
+    # sandbox.run is done with its database (closed, or left for the exit: agent/exiting.py):
+    # a repeated attempt needs a new one.
     unused = [first]
 
     def attempt() -> Result:

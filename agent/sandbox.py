@@ -209,7 +209,8 @@ def run(
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> tuple[list[str], list[tuple[object, ...]]]:
     """Run one read-only statement over `logs`, the `columns` of `rows` (an Arrow stream
-    object with an `_ok` column) whose `_ok` is set, within `limits`; `con` from `connect`."""
+    object with an `_ok` column) whose `_ok` is set, within `limits`; `con` from `connect`,
+    which is closed when it returns (or left for the process's exit, agent/exiting.py)."""
     con = con or _connect(limits)
 
     def interrupt() -> None:
