@@ -10,9 +10,14 @@ closing them. Any other caller (the tests, a library user) has them closed at on
 `query` releases this way: the compactor's service loop closes its own reader every pass.
 """
 
-from collections.abc import Callable
+from typing import Protocol
 
-_kept: list[object] | None = None
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_kept: list[Closable] | None = None
 
 
 def leave_to_exit() -> None:
@@ -22,9 +27,9 @@ def leave_to_exit() -> None:
         _kept = []
 
 
-def release(owner: object, close: Callable[[], None]) -> None:
-    """Close `owner` (`close()`), or keep it open for the exit after `leave_to_exit()`."""
+def release(owner: Closable) -> None:
+    """Close `owner`, or keep it open for the exit after `leave_to_exit()`."""
     if _kept is None:
-        close()
+        owner.close()
     else:
         _kept.append(owner)

@@ -188,7 +188,7 @@ def run_query(
                     return _run_trusted(reader, selection, trusted, parameters, limits, diagnostics)
                 return _run(reader, selection, sql, parameters, sandbox_limits, diagnostics)
             finally:
-                exiting.release(reader, reader.close)
+                exiting.release(reader)
         finally:
             selection.close()
 

@@ -232,4 +232,4 @@ def run(
         columns = [d[0] for d in cursor.description or []]
         return columns, rows
     finally:
-        exiting.release(con, con.close)
+        exiting.release(con)

@@ -9,12 +9,14 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from agent.archive import encode_metadata
 from agent.generate import backfill_lines
+from agent.sandbox import Limits
 from agent.schema import COMPACTED_SCHEMA
 from tests.support.s3_server import moto_s3_server
 
@@ -142,3 +144,21 @@ def bucket(s3_endpoint: str, s3_env: None, request: pytest.FixtureRequest) -> st
     name = "logs-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
     make_client(s3_endpoint).create_bucket(Bucket=name)
     return name
+
+
+def record_sandboxes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[tuple[Limits, duckdb.DuckDBPyConnection]]:
+    """Every sandbox database a query makes from now on (agent/sandbox.py `_connect`), with
+    the limits it was made with, in order."""
+    import agent.sandbox
+
+    made: list[tuple[Limits, duckdb.DuckDBPyConnection]] = []
+    real = agent.sandbox._connect
+
+    def recorded(limits: Limits) -> duckdb.DuckDBPyConnection:
+        made.append((limits, real(limits)))
+        return made[-1][1]
+
+    monkeypatch.setattr(agent.sandbox, "_connect", recorded)
+    return made

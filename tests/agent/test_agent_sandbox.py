@@ -13,7 +13,7 @@ import pytest
 import agent.sandbox
 from agent.discover import Window
 from agent.query import Limits, run_query
-from tests.agent.conftest import event_line, run_agent, write_raw
+from tests.agent.conftest import event_line, record_sandboxes, run_agent, write_raw
 
 
 @pytest.fixture
@@ -132,18 +132,6 @@ def test_a_sandbox_that_cannot_be_made_fails_the_query_with_its_own_error(
         run_query(folder, "SELECT count(*) FROM logs", {}, Window(), io.StringIO())
 
 
-def _recording_sandboxes(monkeypatch: pytest.MonkeyPatch) -> list[duckdb.DuckDBPyConnection]:
-    made: list[duckdb.DuckDBPyConnection] = []
-    real = agent.sandbox._connect
-
-    def recorded(limits: Limits) -> duckdb.DuckDBPyConnection:
-        made.append(real(limits))
-        return made[-1]
-
-    monkeypatch.setattr(agent.sandbox, "_connect", recorded)
-    return made
-
-
 def test_a_query_closes_its_databases_unless_the_process_leaves_them_to_its_exit(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -152,11 +140,11 @@ def test_a_query_closes_its_databases_unless_the_process_leaves_them_to_its_exit
     with os._exit) both are kept open, referenced, for the exit."""
     import agent.exiting
 
-    made = _recording_sandboxes(monkeypatch)
+    made = record_sandboxes(monkeypatch)  # (limits, database) of each sandbox
     sql = "SELECT count(*) AS n FROM logs"
     assert run_query(folder, sql, {}, Window(), io.StringIO()).rows == [(40,)]
     with pytest.raises(duckdb.ConnectionException):
-        made[0].execute("SELECT 1")
+        made[0][1].execute("SELECT 1")
 
     monkeypatch.setattr(agent.exiting, "_kept", None)
     agent.exiting.leave_to_exit()
@@ -164,8 +152,8 @@ def test_a_query_closes_its_databases_unless_the_process_leaves_them_to_its_exit
     assert kept == []
     assert run_query(folder, sql, {}, Window(), io.StringIO()).rows == [(40,)]
     try:
-        assert made[1] in kept and len(kept) == 2  # the sandbox, and the reader
-        assert made[1].execute("SELECT 1").fetchall() == [(1,)]
+        assert made[1][1] in kept and len(kept) == 2  # the sandbox, and the reader
+        assert made[1][1].execute("SELECT 1").fetchall() == [(1,)]
     finally:
         for owner in kept:
             owner.close()  # type: ignore[attr-defined]

@@ -16,7 +16,13 @@ import pytest
 from agent.discover import Window
 from agent.named import NAMED_QUERIES, NAMED_SQL, Named, named_parameters
 from agent.query import Limits, QueryError, Result, Trusted, run_query
-from tests.agent.conftest import event_line, write_compacted, write_events, write_raw
+from tests.agent.conftest import (
+    event_line,
+    record_sandboxes,
+    write_compacted,
+    write_events,
+    write_raw,
+)
 
 KEYED = [name for name, query in NAMED_QUERIES.items() if query.keys]
 
@@ -290,18 +296,7 @@ def test_a_named_query_on_the_sandboxs_way_gives_it_one_thread_and_user_sql_its_
 ) -> None:
     """agent/query.py NAMED_SANDBOX_THREADS: our aggregate over one stream runs on one sandbox
     thread; user SQL keeps `--threads` (Limits.threads), and both answer alike."""
-    import duckdb
-
-    import agent.sandbox
-
-    threads: list[int] = []
-    real = agent.sandbox._connect
-
-    def recorded(limits: Limits) -> duckdb.DuckDBPyConnection:
-        threads.append(limits.threads)
-        return real(limits)
-
-    monkeypatch.setattr(agent.sandbox, "_connect", recorded)
+    made = record_sandboxes(monkeypatch)
     monkeypatch.setattr("agent.query.SQL_DEDUP_BYTES", 0)  # the archive on the sandbox's way
     query = NAMED_QUERIES[Named.TOP_REFERRING_SITES]
     sql = NAMED_SQL[Named.TOP_REFERRING_SITES]
@@ -315,7 +310,7 @@ def test_a_named_query_on_the_sandboxs_way_gives_it_one_thread_and_user_sql_its_
             )
         )
         # A sandbox per attempt: the archive's truncated object is repaired, then read again.
-        used.append(set(threads))
-        threads.clear()
+        used.append({limits.threads for limits, _ in made})
+        made.clear()
     assert used == [{1}, {2}]
     assert answers[0] == answers[1] and answers[0].rows
