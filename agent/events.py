@@ -12,8 +12,11 @@ whether the row is an event the contract allows (docs/contracts.md, "Access-log 
   tests/agent/test_agent_events.py holds it to what `try_strptime` accepts;
 - at most MAX_EVENT_BYTES of field text (an access-log line is a few hundred bytes), the time
   counted as its canonical TIME_TEXT_BYTES.
-Lines longer than DuckDB can hold (MAX_LINE_BYTES) fail the read instead; the reader then
-rewrites that file without them (agent/sanitize.py) and counts them as malformed.
+A line DuckDB's read buffer (twice MAX_LINE_BYTES) cannot hold whole fails the read instead:
+always over 32 MiB, from MAX_LINE_BYTES on where the line falls decides. The reader then
+rewrites that file without its lines over MAX_LINE_BYTES (agent/sanitize.py), which always
+fit, and counts them as malformed; a long line DuckDB does hold is judged by its fields
+(tests/agent/test_agent_hostile.py).
 
 Archive rows also carry `event_id` and two independent 64-bit hashes of their identity
 (`event_id` when present, else the whole event for archives written before identities), which

@@ -45,6 +45,34 @@ def test_oversized_lines_are_skipped_and_counted(
     assert "1 malformed lines skipped" in stderr
 
 
+def _padded(megabytes: int) -> bytes:
+    """A good event whose line is `megabytes` MiB of whitespace longer: little field text."""
+    return event_line(request="/padded").replace(b"{", b"{" + b" " * (megabytes << 20), 1)
+
+
+@pytest.mark.parametrize("name", ["application.log", "application.log.2.gz"])
+def test_a_line_duckdb_holds_whole_is_judged_by_its_fields(tmp_path: Path, name: str) -> None:
+    """docs/contracts.md: a line of 16-32 MiB is judged by its fields when DuckDB 2.0.1's
+    32 MiB read buffer holds it whole (extension/json/json_scan.cpp: twice
+    `maximum_object_size`), as here; only a read that fails drops long lines."""
+    write_raw(tmp_path / "logs" / name, [*GOOD[:25], _padded(17), *GOOD[25:]])
+    n, stderr = count(tmp_path / "logs")
+    assert n == len(GOOD) + 1
+    assert "0 malformed lines skipped" in stderr
+
+
+def test_a_failed_read_drops_every_line_over_16_mib_of_that_file(tmp_path: Path) -> None:
+    """A 40 MiB line never fits DuckDB's buffer: the file is rewritten without every line
+    over 16 MiB (agent/sanitize.py), the 17 MiB one too, and both count as malformed."""
+    write_raw(
+        tmp_path / "logs" / "application.log", [*GOOD[:25], _padded(17), _padded(40), *GOOD[25:]]
+    )
+    n, stderr = count(tmp_path / "logs")
+    assert n == len(GOOD)
+    assert "2 malformed lines skipped" in stderr
+    assert "2 lines over 16 MiB were skipped" in stderr
+
+
 def test_glob_characters_in_names_are_literal(tmp_path: Path) -> None:
     folder = tmp_path / "logs[1]"
     for name in ("a.log", "b.log", "[ab].log", "*.gz", "?.log"):
