@@ -52,9 +52,10 @@ def _padded(megabytes: int) -> bytes:
 
 @pytest.mark.parametrize("name", ["application.log", "application.log.2.gz"])
 def test_a_line_duckdb_holds_whole_is_judged_by_its_fields(tmp_path: Path, name: str) -> None:
-    """docs/contracts.md: a line of 16-32 MiB is judged by its fields when DuckDB 2.0.1's
-    32 MiB read buffer holds it whole (extension/json/json_scan.cpp: twice
-    `maximum_object_size`), as here; only a read that fails drops long lines."""
+    """docs/contracts.md: a line of 16-32 MiB is judged by its fields when DuckDB's 32 MiB
+    read buffer holds it whole, as here (the buffer is twice `maximum_object_size`: DuckDB
+    v1.5.5's extension/json/json_scan.cpp; 2.0.1, which we run, reads it so); only a read
+    that fails drops long lines."""
     write_raw(tmp_path / "logs" / name, [*GOOD[:25], _padded(17), *GOOD[25:]])
     n, stderr = count(tmp_path / "logs")
     assert n == len(GOOD) + 1
